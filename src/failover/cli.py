@@ -1,0 +1,129 @@
+"""The `failover` command: demo, check, stream."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from failover.errors import ConfigError, FailoverError
+
+
+def _check(args: argparse.Namespace) -> int:
+    from failover.config import describe, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(describe(config))
+    unusable = [p.name for p in config.providers if not p.usable]
+    if len(unusable) == len(config.providers):
+        print("error: no provider has an API key: every call would fail", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _trace_capture(settings: Any) -> Any:
+    """`--trace`: an in-memory span exporter on the SDK tracer provider (installed here if needed)."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    except ImportError:
+        print("warning: --trace needs the OpenTelemetry SDK: pip install 'failover[telemetry]'", file=sys.stderr)
+        return None
+    from failover.telemetry import setup_telemetry
+
+    memory = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(memory)
+    if not setup_telemetry(settings, processors=[processor]):
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            print("warning: --trace: another tracer provider is installed; no trace to show", file=sys.stderr)
+            return None
+        provider.add_span_processor(processor)
+    return memory
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from failover.config import load_config
+    from failover.router import Router
+
+    messages = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": args.prompt})
+    memory: Any = None
+    try:
+        config = load_config(args.config)
+        if args.trace:
+            memory = _trace_capture(config.telemetry)
+        with Router(config) as router, router.stream(messages, max_tokens=args.max_tokens) as s:
+            for chunk in s:
+                sys.stdout.write(chunk.text)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+            for a in s.result.attempts:
+                print(a.line(), file=sys.stderr)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FailoverError as e:
+        print(f"\n{type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if memory is not None:
+            from failover.telemetry import flush_telemetry, format_trace
+
+            flush_telemetry()
+            print(format_trace(memory.get_finished_spans()), file=sys.stderr)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from failover.demo import run_demo
+
+    try:
+        run_demo(chunk_delay=args.chunk_delay, reset_timeout=args.reset_timeout, otlp=args.otlp)
+    except (ValueError, RuntimeError) as e:  # a bad --otlp endpoint, or the exporter not installed
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="failover", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="a live failover against built-in emulated providers (no keys)")
+    demo.add_argument("--chunk-delay", type=float, default=0.03, help="seconds between emulated chunks")
+    demo.add_argument("--reset-timeout", type=float, default=3.0, help="breaker reset_timeout in the demo")
+    demo.add_argument("--otlp", nargs="?", const="", default=None, metavar="ENDPOINT",
+                      help="export the demo's traces over OTLP/gRPC (default endpoint: $OTEL_EXPORTER_OTLP_ENDPOINT, "
+                           "else http://localhost:4317; see docs/telemetry.md for Jaeger)")
+    demo.set_defaults(run=_demo)
+
+    check = sub.add_parser("check", help="validate a config file and print the resolved chain")
+    check.add_argument("config", nargs="?", default="config.yaml")
+    check.set_defaults(run=_check)
+
+    stream = sub.add_parser("stream", help="stream one answer through the chain of a config file")
+    stream.add_argument("prompt")
+    stream.add_argument("--config", default="config.yaml")
+    stream.add_argument("--system", default=None, help="a system message")
+    stream.add_argument("--max-tokens", type=int, default=None)
+    stream.add_argument("--trace", action="store_true",
+                        help="print the call's trace (call span, one line per attempt) to stderr after the answer")
+    stream.set_defaults(run=_stream)
+
+    args = parser.parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

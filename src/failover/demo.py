@@ -1,0 +1,167 @@
+"""`failover demo`: a live failover through the real router against the built-in emulated providers.
+
+The story, told by the real router over real sockets (no API keys): the emulated OpenAI (gpt-4o)
+answers; it rate-limits with Retry-After and the router waits as told; it goes down, retries run
+out and Anthropic serves; the breaker trips and OpenAI is skipped without a request; OpenAI
+recovers, one probe goes through after reset_timeout, and traffic returns to it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from opentelemetry import trace
+
+from failover.emulator import Emulator, steps
+from failover.errors import Attempt, FailoverError
+from failover.router import Router
+
+_TRACER = trace.get_tracer("failover.demo")
+PROMPT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why do circuit breakers help?"}]
+ANSWER = ("A breaker stops sending traffic to a provider that keeps failing, so callers fail over "
+          "at once instead of waiting on timeouts, and it probes once before trusting it again.")
+
+
+def demo_config(openai_url: str, anthropic_url: str, *, reset_timeout: float) -> dict[str, Any]:
+    return {
+        "providers": [
+            {"name": "openai", "type": "openai", "model": "gpt-4o", "api_key": "demo-key", "base_url": openai_url},
+            {"name": "anthropic", "type": "anthropic", "model": "claude-sonnet-4-5", "api_key": "demo-key",
+             "base_url": anthropic_url, "max_tokens": 1024},
+        ],
+        "defaults": {
+            "retry": {"max_attempts": 2, "initial_backoff": 0.2, "max_backoff": 1.0, "max_retry_after": 3.0},
+            "breaker": {"fail_max": 3, "reset_timeout": reset_timeout},
+            "timeouts": {"connect": 2.0, "first_token": 2.0, "idle": 2.0, "total": 20.0},
+        },
+    }
+
+
+class _Printer:
+    def __init__(self, out: TextIO, color: bool) -> None:
+        self.out = out
+        self.color = color
+        self.midline = False  # streamed text is on the current line
+
+    def line(self, text: str) -> None:
+        if self.midline:
+            self.out.write("\n")
+            self.midline = False
+        self.out.write(text + "\n")
+        self.scene = ""
+
+    def paint(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+    def heading(self, text: str) -> None:
+        self.scene = text
+        self.line("\n" + self.paint(f"== {text}", "1"))
+
+    def attempt(self, a: Attempt) -> None:
+        code = {"ok": "32", "error": "31", "skipped": "33"}[a.outcome]
+        self.line("   " + self.paint(a.line(), code))
+
+    def text(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+        self.midline = True
+
+
+def _call(router: Router, p: _Printer) -> None:
+    # One trace per call, rooted in the demo's own span: the router's spans join the caller's trace.
+    with _TRACER.start_as_current_span(f"demo {p.scene}"):
+        _stream(router, p)
+
+
+def _stream(router: Router, p: _Printer) -> None:
+    shown = 0
+    started = False
+    t0 = time.monotonic()
+    try:
+        with router.stream(PROMPT) as stream:
+            for chunk in stream:
+                while shown < len(stream.attempts):
+                    p.attempt(stream.attempts[shown])
+                    shown += 1
+                if not started:
+                    p.text(f"   [{chunk.provider}] ")
+                    started = True
+                p.text(chunk.text)
+            for a in stream.result.attempts[shown:]:
+                p.attempt(a)
+            p.line(p.paint(f"   served by {stream.result.provider} in {time.monotonic() - t0:.2f}s", "2"))
+    except FailoverError as e:
+        for a in e.attempts[shown:]:
+            p.attempt(a)
+        p.line(p.paint(f"   {type(e).__name__}: {str(e).splitlines()[0]}", "31"))
+
+
+def _otlp(endpoint: str) -> str:
+    """Install the SDK with the OTLP exporter; "" means the default endpoint (env, else localhost:4317)."""
+    import os
+
+    from failover.config import TelemetrySettings
+    from failover.telemetry import setup_telemetry
+
+    settings = TelemetrySettings(exporter="otlp", service_name="failover-demo")
+    if endpoint:
+        settings = TelemetrySettings(exporter="otlp", service_name="failover-demo", endpoint=endpoint)
+    setup_telemetry(settings, endpoint=endpoint or None)
+    return endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or settings.endpoint
+
+
+def run_demo(out: TextIO = sys.stdout, *, color: bool | None = None, chunk_delay: float = 0.03,
+             reset_timeout: float = 3.0, otlp: str | None = None) -> None:
+    """`otlp`: export the traces over OTLP/gRPC to this endpoint ("" for the default one)."""
+    p = _Printer(out, out.isatty() if color is None else color)
+    target = _otlp(otlp) if otlp is not None else None
+    try:
+        _story(p, chunk_delay=chunk_delay, reset_timeout=reset_timeout)
+    finally:
+        if target is not None:
+            from failover.telemetry import flush_telemetry
+
+            flush_telemetry()
+            p.out.write(f"\nTraces exported over OTLP to {target} (service failover-demo); in Jaeger: "
+                        "http://localhost:16686\n")
+
+
+def _story(p: _Printer, *, chunk_delay: float, reset_timeout: float) -> None:
+    with Emulator("openai", answer=ANSWER, chunk_delay=chunk_delay) as oai, \
+            Emulator("anthropic", answer=ANSWER, chunk_delay=chunk_delay) as ant, \
+            Router.from_dict(demo_config(oai.base_url, ant.base_url, reset_timeout=reset_timeout),
+                             source="<demo>") as router:
+        p.out.write(f"failover demo: {router!r}\n(emulated providers on 127.0.0.1; no API keys needed)\n")
+        for route in router.routes:
+            route.breaker.listeners.append(
+                lambda name, old, new: p.line(p.paint(f"   breaker {name}: {old} -> {new}", "35")))
+
+        p.heading("1. OpenAI healthy")
+        _call(router, p)
+
+        p.heading("2. OpenAI rate-limits with Retry-After: 1s -> the router waits as told, then retries")
+        oai.script(steps.rate_limit(retry_after=1))
+        _call(router, p)
+
+        p.heading("3. OpenAI goes down (503) -> retries run out, Anthropic serves")
+        oai.down_for(3600, steps.server_error(503))
+        _call(router, p)
+        _call(router, p)
+
+        p.heading("4. The breaker is open: OpenAI is skipped without a request")
+        _call(router, p)
+
+        p.heading(f"5. OpenAI recovers; after reset_timeout ({reset_timeout:g}s) exactly one probe goes through")
+        outage_hits = len(oai.requests)
+        oai.reset()
+        wait = router.breaker("openai").probe_in()
+        p.line(p.paint(f"   (waiting {wait:.1f}s for the probe)", "2"))
+        time.sleep(wait + 0.05)
+        _call(router, p)
+
+        p.heading("6. Traffic is back on OpenAI")
+        _call(router, p)
+        p.out.write(f"\nOpenAI received {outage_hits + len(oai.requests)} requests in all, "
+                    f"{outage_hits} of them before it recovered; the breaker kept the rest away.\n")

@@ -1,0 +1,688 @@
+"""OpenTelemetry spans and metrics: every semantic-convention name failover uses is in this module.
+
+The library path uses only `opentelemetry-api` (the global tracer and meter providers): without an
+SDK installed by the application, every span is non-recording and every instrument a no-op.
+`setup_telemetry` installs the SDK with the console or OTLP exporter; the CLI and a config whose
+`telemetry.exporter` is `console` or `otlp` call it, a plain import never does.
+
+One `TracingObserver` per call turns the planner's hooks (`failover.observe.Observer`) into:
+
+    failover chat            INTERNAL, the caller's current span as parent
+      chat {model}           CLIENT, one per attempt (request sent), parented explicitly on the call span
+
+Spans are started with an explicit parent context and ended by the hooks; no context is ever
+attached across the generator's yields, and nothing is done per chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from failover.errors import ConfigError, StreamInterrupted
+from failover.observe import Observer
+from failover.policies.breaker import HALF_OPEN
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+    from opentelemetry.trace import Span
+    from opentelemetry.util.types import AttributeValue
+
+    from failover.config import Config, TelemetrySettings
+    from failover.errors import Attempt
+    from failover.planner import Route
+    from failover.policies.breaker import Breaker
+    from failover.policies.classify import Failure
+    from failover.providers.base import Decoder
+    from failover.request import Message, Request
+    from failover.types import Result
+
+log = logging.getLogger("failover.telemetry")
+
+INSTRUMENTATION_NAME = "failover"
+
+# ---------------------------------------------------------------- span names
+
+CALL_SPAN = "failover chat"
+OPERATION = "chat"  # gen_ai.operation.name, and the attempt span's name prefix
+
+# ---------------------------------------------------------------- GenAI semantic conventions
+
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_STREAM = "gen_ai.request.stream"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GEN_AI_REQUEST_TOP_P = "gen_ai.request.top_p"
+GEN_AI_REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
+# opt-in content (capture_content: true)
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+CONTENT_ATTRIBUTES = (GEN_AI_INPUT_MESSAGES, GEN_AI_OUTPUT_MESSAGES, GEN_AI_SYSTEM_INSTRUCTIONS)
+
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+ERROR_TYPE = "error.type"
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+
+# metrics
+METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
+METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
+METRIC_TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
+METRIC_ATTEMPTS = "failover.attempts"
+# the bucket boundaries the GenAI conventions advise
+_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+
+# ---------------------------------------------------------------- failover's own
+
+FAILOVER_PROVIDER = "failover.provider"  # the YAML name (gen_ai.provider.name is the well-known one)
+FAILOVER_ATTEMPT = "failover.attempt"  # ordinal of the attempt within the call, 1-based
+FAILOVER_PROVIDER_ATTEMPT = "failover.attempt.provider_attempt"  # number within its provider, 1-based
+FAILOVER_OUTCOME = "failover.outcome"  # ok | error | cancelled | skipped
+FAILOVER_BACKOFF_S = "failover.backoff_s"  # slept before this attempt
+FAILOVER_BREAKER_STATE = "failover.breaker.state"  # right after this attempt's verdict
+FAILOVER_BREAKER_PROBE = "failover.breaker.probe"  # this attempt is the half-open breaker's probe
+FAILOVER_PREVIOUS_FAILURE = "failover.previous_failure"  # error.type of the attempt before this one
+FAILOVER_ERROR_CLASS = "failover.error.class"  # taxonomy class: transient, silent, unusable, ...
+FAILOVER_RETRY_AFTER = "failover.retry_after"  # seconds the provider asked us to wait
+FAILOVER_CONTINUATION = "failover.continuation"  # this attempt continues text already delivered
+FAILOVER_RESUMED = "failover.resumed"  # the call's answer was stitched from more than one attempt
+FAILOVER_CANCELLED = "failover.cancelled"  # the caller closed or cancelled the stream
+FAILOVER_CHAIN = "failover.providers"  # the configured chain, in order
+FAILOVER_SKIPPED = "failover.providers.skipped"  # providers skipped without a request
+FAILOVER_ATTEMPTS = "failover.attempts"  # requests sent in the call (skips not counted)
+FAILOVER_SKIP_REASON = "failover.skip.reason"  # the human reason a provider was skipped
+FAILOVER_SKIP_CODE = "failover.skip.code"  # breaker_open | breaker_half_open | missing_api_key | deadline
+FAILOVER_BREAKER_FROM = "failover.breaker.from"
+FAILOVER_BREAKER_TO = "failover.breaker.to"
+
+EVENT_SKIPPED = "failover.provider.skipped"
+EVENT_BREAKER = "failover.breaker.state_change"
+
+__all__ = [
+    "Telemetry",
+    "TracingObserver",
+    "flush_telemetry",
+    "format_trace",
+    "setup_telemetry",
+]
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("failover")
+    except Exception:  # pragma: no cover - running from a source tree without metadata
+        return "0"
+
+
+# ---------------------------------------------------------------- instruments (global API)
+
+
+@dataclass(frozen=True, slots=True)
+class _Instruments:
+    tracer: trace.Tracer
+    duration: metrics.Histogram
+    tokens: metrics.Histogram
+    first_chunk: metrics.Histogram
+    attempts: metrics.Counter
+
+
+_instruments: _Instruments | None = None
+_instruments_lock = threading.Lock()
+
+
+def _get_instruments() -> _Instruments:
+    """The tracer and instruments, from the global providers. Proxies until an SDK is installed: they
+    start recording as soon as the application (or `setup_telemetry`) installs one."""
+    global _instruments
+    if _instruments is None:
+        with _instruments_lock:
+            if _instruments is None:
+                version = _version()
+                meter = metrics.get_meter(INSTRUMENTATION_NAME, version)
+                _instruments = _Instruments(
+                    tracer=trace.get_tracer(INSTRUMENTATION_NAME, version),
+                    duration=meter.create_histogram(
+                        METRIC_OPERATION_DURATION, unit="s", description="GenAI operation duration, per attempt",
+                        explicit_bucket_boundaries_advisory=_DURATION_BUCKETS),
+                    tokens=meter.create_histogram(
+                        METRIC_TOKEN_USAGE, unit="{token}", description="Number of input and output tokens used",
+                        explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS),
+                    first_chunk=meter.create_histogram(
+                        METRIC_TIME_TO_FIRST_CHUNK, unit="s",
+                        description="Time from sending the request to the first content chunk",
+                        explicit_bucket_boundaries_advisory=_DURATION_BUCKETS),
+                    attempts=meter.create_counter(
+                        METRIC_ATTEMPTS, unit="{attempt}",
+                        description="Attempts by provider, outcome (ok, error, cancelled, skipped) and error.type"),
+                )
+    return _instruments
+
+
+# ---------------------------------------------------------------- breaker state changes
+
+class _PendingChanges(threading.local):
+    """Breaker state changes not yet put on a span, per thread.
+
+    A breaker changes state only inside the planner's synchronous code (admission in `decide`, a
+    verdict in `finished`/`failed`/`cancelled`), and the planner calls an observer hook right after,
+    on the same thread, with no yield or await in between. So the next hook on this thread belongs
+    to the call that caused the change; anything else found here is stale and dropped.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str, str]] = []
+
+
+_pending = _PendingChanges()
+
+
+def _on_breaker_change(provider: str, old: str, new: str) -> None:
+    _pending.items.append((provider, old, new))
+
+
+def _take_changes(provider: str) -> list[tuple[str, str, str]]:
+    items = _pending.items
+    if not items:
+        return []
+    _pending.items = []
+    return [c for c in items if c[0] == provider]
+
+
+def _add_breaker_events(span: Span, changes: list[tuple[str, str, str]]) -> None:
+    for provider, old, new in changes:
+        span.add_event(EVENT_BREAKER, {FAILOVER_PROVIDER: provider, FAILOVER_BREAKER_FROM: old,
+                                       FAILOVER_BREAKER_TO: new})
+
+
+# ---------------------------------------------------------------- content (opt-in)
+
+
+def _messages_json(messages: Iterable[Message]) -> str:
+    return json.dumps([{"role": m.role, "parts": [{"type": "text", "content": m.content}]} for m in messages],
+                      ensure_ascii=False)
+
+
+def _system_json(text: str) -> str:
+    return json.dumps([{"type": "text", "content": text}], ensure_ascii=False)
+
+
+def _output_json(text: str, finish_reason: str) -> str:
+    return json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": text}],
+                        "finish_reason": finish_reason}], ensure_ascii=False)
+
+
+# ---------------------------------------------------------------- per router
+
+
+class Telemetry:
+    """A router's telemetry: creates one `TracingObserver` per call.
+
+    It always emits through the global OpenTelemetry API (non-recording unless an SDK is installed);
+    with `exporter: console | otlp` it first installs the SDK via `setup_telemetry` (which never
+    replaces a provider the application installed).
+    """
+
+    def __init__(self, settings: TelemetrySettings, *, secrets: Iterable[str] = (),
+                 chain: Sequence[str] = ()) -> None:
+        self.settings = settings
+        self.capture_content = settings.capture_content
+        # Every configured API key, to scrub from any text that reaches telemetry (provider error
+        # messages are echoed into status descriptions; a provider may quote the key back).
+        self._secrets = tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
+        self._chain = tuple(chain)
+        if settings.exporter != "none":
+            setup_telemetry(settings)
+        self._instruments = _get_instruments()
+
+    @classmethod
+    def for_config(cls, config: Config) -> Telemetry:
+        secrets = [p.api_key.get_secret_value() for p in config.providers if p.api_key is not None]
+        try:
+            return cls(config.telemetry, secrets=secrets, chain=[p.name for p in config.providers])
+        except RuntimeError as e:  # the SDK or the exporter package is not installed
+            raise ConfigError(str(e), source=config.source, path="telemetry.exporter") from e
+
+    def watch(self, breaker: Breaker) -> None:
+        """Report this breaker's state changes as span events of the call that caused them."""
+        if _on_breaker_change not in breaker.listeners:
+            breaker.listeners.append(_on_breaker_change)
+
+    def observer(self) -> TracingObserver:
+        """A fresh observer for one call; the caller's current context becomes the call span's parent."""
+        return TracingObserver(self, otel_context.get_current())
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "****")
+        return text
+
+
+def _skip_code(attempt: Attempt) -> str:
+    message = attempt.message or ""
+    if message.startswith("breaker half-open"):
+        return "breaker_half_open"
+    if message.startswith("breaker open"):
+        return "breaker_open"
+    if message.endswith("is not set"):
+        return "missing_api_key"
+    if "deadline" in message:
+        return "deadline"
+    return "skipped"
+
+
+class TracingObserver(Observer):
+    """The spans and metrics of one call. Every hook runs at most once per attempt; nothing per chunk."""
+
+    __slots__ = ("_attempt_attrs", "_attempt_span", "_call", "_call_ctx", "_ended", "_ins", "_made", "_parent",
+                 "_skipped", "_telemetry")
+
+    def __init__(self, telemetry: Telemetry, parent: otel_context.Context) -> None:
+        self._telemetry = telemetry
+        self._ins = telemetry._instruments
+        self._parent = parent
+        self._call: Span | None = None
+        self._call_ctx: otel_context.Context | None = None
+        self._attempt_span: Span | None = None
+        self._attempt_attrs: dict[str, AttributeValue] = {}  # the metric attributes of the live attempt
+        self._made = 0
+        self._skipped: list[str] = []
+        self._ended = False
+
+    # ---- the call
+
+    def call_started(self, request: Request) -> None:
+        _pending.items = []  # nothing from before this call belongs to it
+        span = self._ins.tracer.start_span(CALL_SPAN, context=self._parent, kind=SpanKind.INTERNAL)
+        self._call = span
+        self._call_ctx = trace.set_span_in_context(span, self._parent)
+        if span.is_recording():
+            if self._telemetry._chain:
+                span.set_attribute(FAILOVER_CHAIN, list(self._telemetry._chain))
+            if self._telemetry.capture_content:
+                span.set_attribute(GEN_AI_INPUT_MESSAGES, self._telemetry.scrub(_messages_json(request.messages)))
+
+    def call_ended(self, result: Result | None, error: BaseException | None, *, cancelled: bool = False) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self._attempt_span is not None:  # defensive: the planner ends every attempt before the call
+            self._attempt_span.set_attribute(FAILOVER_CANCELLED, cancelled)
+            self._attempt_span.end()
+            self._attempt_span = None
+        span = self._call
+        if span is None:
+            return
+        _pending.items = []  # a change is always put on its attempt's span before this
+        if span.is_recording():
+            span.set_attribute(FAILOVER_ATTEMPTS, self._made)
+            if self._skipped:
+                span.set_attribute(FAILOVER_SKIPPED, list(self._skipped))
+            capture = self._telemetry.capture_content
+            if result is not None:
+                span.set_attribute(FAILOVER_PROVIDER, result.provider)
+                span.set_attribute(FAILOVER_RESUMED, result.resumed)
+                if capture:
+                    span.set_attribute(GEN_AI_OUTPUT_MESSAGES, self._telemetry.scrub(
+                        _output_json(result.text, result.finish_reason or "stop")))
+            else:
+                span.set_attribute(FAILOVER_RESUMED, False)
+            if cancelled:
+                span.set_attribute(FAILOVER_CANCELLED, True)
+            elif error is not None:
+                span.set_attribute(ERROR_TYPE, type(error).__name__)
+                first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+                span.set_status(Status(StatusCode.ERROR, self._telemetry.scrub(first_line)))
+                if capture and isinstance(error, StreamInterrupted):
+                    span.set_attribute(GEN_AI_OUTPUT_MESSAGES, self._telemetry.scrub(
+                        _output_json(error.partial_text, "error")))
+        span.end()
+
+    # ---- attempts
+
+    def attempt_started(self, route: Route, number: int, request: Request, *, continuing: bool,
+                        backoff_s: float, previous: Failure | None) -> None:
+        if self._attempt_span is not None:  # defensive: never leave a span open
+            self._attempt_span.end()
+        self._made += 1
+        provider = route.provider
+        model = provider.model
+        address, port = provider.server_address
+        # the attributes the metrics share with the span
+        base: dict[str, AttributeValue] = {
+            GEN_AI_OPERATION_NAME: OPERATION,
+            GEN_AI_PROVIDER_NAME: provider.kind,
+            GEN_AI_REQUEST_MODEL: model,
+            SERVER_ADDRESS: address,
+        }
+        if port is not None:
+            base[SERVER_PORT] = port
+        self._attempt_attrs = base
+        span = self._ins.tracer.start_span(f"{OPERATION} {model}", context=self._call_ctx, kind=SpanKind.CLIENT,
+                                           attributes=base)
+        self._attempt_span = span
+        _add_breaker_events(span, _take_changes(route.name))
+        if not span.is_recording():
+            return
+        attrs: dict[str, AttributeValue] = {
+            GEN_AI_REQUEST_STREAM: True,
+            FAILOVER_PROVIDER: route.name,
+            FAILOVER_ATTEMPT: self._made,
+            FAILOVER_PROVIDER_ATTEMPT: number,
+            FAILOVER_BACKOFF_S: backoff_s,
+            FAILOVER_CONTINUATION: continuing,
+        }
+        max_tokens = request.max_tokens or route.config.max_tokens
+        if max_tokens is not None:
+            attrs[GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
+        if request.temperature is not None:
+            attrs[GEN_AI_REQUEST_TEMPERATURE] = float(request.temperature)
+        if request.top_p is not None:
+            attrs[GEN_AI_REQUEST_TOP_P] = float(request.top_p)
+        if request.stop:
+            attrs[GEN_AI_REQUEST_STOP_SEQUENCES] = list(request.stop)
+        if previous is not None:
+            attrs[FAILOVER_PREVIOUS_FAILURE] = previous.error_type
+        if route.breaker.state == HALF_OPEN:
+            attrs[FAILOVER_BREAKER_PROBE] = True
+        if self._telemetry.capture_content:
+            scrub = self._telemetry.scrub
+            if provider.kind == "anthropic":  # the system prompt travels apart from the conversation
+                if request.system is not None:
+                    attrs[GEN_AI_SYSTEM_INSTRUCTIONS] = scrub(_system_json(request.system))
+                attrs[GEN_AI_INPUT_MESSAGES] = scrub(_messages_json(request.conversation))
+            else:
+                attrs[GEN_AI_INPUT_MESSAGES] = scrub(_messages_json(request.messages))
+        span.set_attributes(attrs)
+
+    def attempt_ended(self, attempt: Attempt, decoder: Decoder, failure: Failure | None) -> None:
+        span = self._attempt_span
+        self._attempt_span = None
+        base = self._attempt_attrs
+        cancelled = attempt.error_type == "cancelled" and attempt.error_class == "caller"
+        failed = attempt.outcome != "ok" and not cancelled
+        outcome = "cancelled" if cancelled else attempt.outcome
+        if span is not None:
+            _add_breaker_events(span, _take_changes(attempt.provider))
+            if span.is_recording():
+                self._describe(span, attempt, decoder, cancelled=cancelled, failed=failed)
+            span.end()
+
+        ins = self._ins
+        if failed:
+            ins.duration.record(attempt.duration_s, {**base, ERROR_TYPE: attempt.error_type or "error"})
+        elif not cancelled:
+            ins.duration.record(attempt.duration_s, base)
+        if attempt.first_chunk_s is not None:
+            ins.first_chunk.record(attempt.first_chunk_s, base)
+        if decoder.input_tokens or decoder.output_tokens:
+            usage = dict(base)
+            if decoder.model:
+                usage[GEN_AI_RESPONSE_MODEL] = decoder.model
+            if decoder.input_tokens:
+                ins.tokens.record(decoder.input_tokens, {**usage, GEN_AI_TOKEN_TYPE: "input"})
+            if decoder.output_tokens:
+                ins.tokens.record(decoder.output_tokens, {**usage, GEN_AI_TOKEN_TYPE: "output"})
+        counted: dict[str, AttributeValue] = {FAILOVER_PROVIDER: attempt.provider, FAILOVER_OUTCOME: outcome}
+        if failed:
+            counted[ERROR_TYPE] = attempt.error_type or "error"
+        ins.attempts.add(1, counted)
+
+    def _describe(self, span: Span, attempt: Attempt, decoder: Decoder, *, cancelled: bool, failed: bool) -> None:
+        attrs: dict[str, AttributeValue] = {
+            FAILOVER_OUTCOME: "cancelled" if cancelled else attempt.outcome,
+        }
+        if decoder.model:
+            attrs[GEN_AI_RESPONSE_MODEL] = decoder.model
+        if decoder.finish_reason:
+            attrs[GEN_AI_RESPONSE_FINISH_REASONS] = [decoder.finish_reason]
+        if attempt.outcome == "ok" or decoder.input_tokens:
+            attrs[GEN_AI_USAGE_INPUT_TOKENS] = decoder.input_tokens
+        if attempt.outcome == "ok" or decoder.output_tokens:
+            attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = decoder.output_tokens
+        if attempt.first_chunk_s is not None:
+            attrs[GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = attempt.first_chunk_s
+        if attempt.breaker_state:
+            attrs[FAILOVER_BREAKER_STATE] = attempt.breaker_state
+        if cancelled:
+            attrs[FAILOVER_CANCELLED] = True
+        elif failed:
+            attrs[ERROR_TYPE] = attempt.error_type or "error"
+            if attempt.error_class:
+                attrs[FAILOVER_ERROR_CLASS] = attempt.error_class
+            if attempt.status_code is not None:
+                attrs[HTTP_RESPONSE_STATUS_CODE] = attempt.status_code
+            if attempt.retry_after is not None:
+                attrs[FAILOVER_RETRY_AFTER] = attempt.retry_after
+        span.set_attributes(attrs)
+        if failed:
+            message = self._telemetry.scrub(attempt.message or attempt.error_type or "error")
+            span.set_status(Status(StatusCode.ERROR, message))
+
+    def attempt_skipped(self, attempt: Attempt) -> None:
+        self._skipped.append(attempt.provider)
+        code = _skip_code(attempt)
+        span = self._call
+        if span is not None:
+            _add_breaker_events(span, _take_changes(attempt.provider))
+            span.add_event(EVENT_SKIPPED, {
+                FAILOVER_PROVIDER: attempt.provider,
+                FAILOVER_SKIP_REASON: self._telemetry.scrub(attempt.message or ""),
+                FAILOVER_SKIP_CODE: code,
+            })
+        self._ins.attempts.add(1, {FAILOVER_PROVIDER: attempt.provider, FAILOVER_OUTCOME: "skipped",
+                                   ERROR_TYPE: code})
+
+
+# ---------------------------------------------------------------- SDK installation (CLI, telemetry: section)
+
+_setup_lock = threading.Lock()
+_installed_tracer_provider: Any = None  # the SDK TracerProvider setup_telemetry installed, if any
+_installed_meter_provider: Any = None
+
+
+def _sdk_missing(settings: TelemetrySettings) -> RuntimeError:
+    return RuntimeError(
+        f"telemetry.exporter is {settings.exporter!r} but the OpenTelemetry SDK is not installed: "
+        "pip install 'failover[telemetry]'")
+
+
+def _is_proxy_meter_provider(provider: object) -> bool:
+    try:
+        from opentelemetry.metrics._internal import _ProxyMeterProvider
+    except ImportError:  # pragma: no cover - a future API without the private class
+        return type(provider).__name__ == "_ProxyMeterProvider"
+    return isinstance(provider, _ProxyMeterProvider)
+
+
+def _exporters(settings: TelemetrySettings, endpoint: str | None) -> tuple[Any, Any]:
+    """(span exporter, metric exporter) for the settings, or (None, None) for `none`."""
+    if settings.exporter == "console":
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        # stderr: stdout carries the answer in `failover stream`
+        return ConsoleSpanExporter(out=sys.stderr), ConsoleMetricExporter(out=sys.stderr)
+    if settings.exporter == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        except ImportError as e:
+            raise RuntimeError("telemetry.exporter is 'otlp' but the OTLP exporter is not installed: "
+                               "pip install 'failover[telemetry]'") from e
+        # The standard environment variables win over the YAML; an explicit argument wins over both.
+        env = os.environ
+        traces_url = endpoint or (None if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                                  or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") else settings.endpoint)
+        metrics_url = endpoint or (None if env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+                                   or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") else settings.endpoint)
+        return OTLPSpanExporter(endpoint=traces_url), OTLPMetricExporter(endpoint=metrics_url)
+    return None, None
+
+
+def setup_telemetry(settings: TelemetrySettings, *, processors: Sequence[SpanProcessor] = (),
+                    endpoint: str | None = None) -> bool:
+    """Install the OpenTelemetry SDK with the exporter of `settings` (console or OTLP over gRPC).
+
+    `OTEL_SERVICE_NAME` and `OTEL_EXPORTER_OTLP_ENDPOINT` (or the per-signal variables) win over the
+    YAML; `endpoint`, when given, wins over both. `processors` are added to the tracer provider (the
+    CLI's in-memory exporter for `--trace`). Idempotent: a second call only adds its processors. A
+    provider the application installed is never replaced: it is left as it is (logged at info), and
+    its own exporters receive failover's spans.
+
+    Returns True when failover's SDK tracer provider is installed (by this call or an earlier one).
+    """
+    global _installed_tracer_provider, _installed_meter_provider
+    if settings.exporter == "none" and not processors:
+        return _installed_tracer_provider is not None
+    with _setup_lock:
+        if _installed_tracer_provider is not None:
+            for processor in processors:
+                _installed_tracer_provider.add_span_processor(processor)
+            return True
+        try:
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+            from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        except ImportError as e:
+            raise _sdk_missing(settings) from e
+
+        current = trace.get_tracer_provider()
+        if not isinstance(current, trace.ProxyTracerProvider):
+            log.info("an OpenTelemetry tracer provider is already installed (%s); failover leaves it as it is "
+                     "and its spans go to that provider's exporters", type(current).__name__)
+            return False
+        service = os.environ.get("OTEL_SERVICE_NAME") or settings.service_name
+        resource = Resource.create({SERVICE_NAME: service})
+        span_exporter, metric_exporter = _exporters(settings, endpoint)
+        provider = TracerProvider(resource=resource)
+        if span_exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(span_exporter))
+        for processor in processors:
+            provider.add_span_processor(processor)
+        trace.set_tracer_provider(provider)
+        _installed_tracer_provider = provider
+
+        if metric_exporter is not None:
+            if _is_proxy_meter_provider(metrics.get_meter_provider()):
+                meter_provider = MeterProvider(resource=resource,
+                                               metric_readers=[PeriodicExportingMetricReader(metric_exporter)])
+                metrics.set_meter_provider(meter_provider)
+                _installed_meter_provider = meter_provider
+            else:
+                log.info("an OpenTelemetry meter provider is already installed; failover leaves it as it is")
+        target = f" to {endpoint or settings.endpoint}" if settings.exporter == "otlp" else ""
+        log.info("failover installed the OpenTelemetry SDK (exporter %s%s, service %s)", settings.exporter, target,
+                 service)
+        return True
+
+
+def flush_telemetry(timeout_s: float = 5.0) -> None:
+    """Export what the SDK providers installed by `setup_telemetry` still hold (CLI, demo)."""
+    millis = int(timeout_s * 1000)
+    if _installed_tracer_provider is not None:
+        _installed_tracer_provider.force_flush(millis)
+    if _installed_meter_provider is not None:
+        _installed_meter_provider.force_flush(millis)
+
+
+# ---------------------------------------------------------------- the CLI's trace tree
+
+
+def _fmt_attr(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def format_trace(spans: Iterable[ReadableSpan]) -> str:
+    """A compact tree of the calls in `spans`: each `failover chat` span, then one line per attempt
+    with its key attributes and status, in start order."""
+    spans = list(spans)
+    lines: list[str] = []
+    roots = sorted((s for s in spans if s.name == CALL_SPAN), key=lambda s: s.start_time or 0)
+    for root in roots:
+        ctx = root.context
+        children = sorted((s for s in spans if s.parent is not None and ctx is not None
+                           and s.parent.span_id == ctx.span_id), key=lambda s: s.start_time or 0)
+        attrs: Mapping[str, Any] = root.attributes or {}
+        trace_id = f"{ctx.trace_id:032x}" if ctx is not None else "?"
+        head = [f"{CALL_SPAN}  trace {trace_id}", _duration(root), _status(root)]
+        head += [f"{k.removeprefix('failover.')}={_fmt_attr(attrs[k])}"
+                 for k in (FAILOVER_PROVIDER, FAILOVER_ATTEMPTS, FAILOVER_RESUMED, FAILOVER_SKIPPED, ERROR_TYPE,
+                           FAILOVER_CANCELLED) if k in attrs]
+        lines.append("  ".join(head))
+        items: list[tuple[int, str]] = []
+        for event in root.events:
+            if event.name == EVENT_SKIPPED:
+                ea: Mapping[str, Any] = event.attributes or {}
+                items.append((event.timestamp, f"skipped {ea.get(FAILOVER_PROVIDER)}: {ea.get(FAILOVER_SKIP_REASON)}"))
+        for child in children:
+            items.append((child.start_time or 0, _attempt_line(child)))
+        items.sort(key=lambda item: item[0])
+        for i, (_, text) in enumerate(items):
+            lines.append(("└─ " if i == len(items) - 1 else "├─ ") + text)
+    return "\n".join(lines)
+
+
+def _duration(span: ReadableSpan) -> str:
+    if span.start_time is None or span.end_time is None:
+        return "open"
+    return f"{(span.end_time - span.start_time) / 1e9:.3f}s"
+
+
+def _status(span: ReadableSpan) -> str:
+    code = span.status.status_code
+    if code is StatusCode.ERROR:
+        return f"ERROR({span.status.description})" if span.status.description else "ERROR"
+    return "OK" if code is StatusCode.OK else "UNSET"
+
+
+def _attempt_line(span: ReadableSpan) -> str:
+    a: Mapping[str, Any] = span.attributes or {}
+    where = f"{a.get(FAILOVER_PROVIDER)}#{a.get(FAILOVER_PROVIDER_ATTEMPT)}"
+    parts = [span.name, where, _duration(span), _status(span)]
+    keys: list[tuple[str, str]] = [
+        (ERROR_TYPE, "error.type"), (FAILOVER_PREVIOUS_FAILURE, "after"), (FAILOVER_BACKOFF_S, "backoff_s"),
+        (GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, "first_chunk_s"), (GEN_AI_USAGE_INPUT_TOKENS, "in"),
+        (GEN_AI_USAGE_OUTPUT_TOKENS, "out"), (GEN_AI_RESPONSE_FINISH_REASONS, "finish"),
+        (FAILOVER_CONTINUATION, "continuation"), (FAILOVER_BREAKER_STATE, "breaker"),
+        (FAILOVER_CANCELLED, "cancelled"),
+    ]
+    for key, label in keys:
+        value = a.get(key)
+        if value is None or value is False or (key == FAILOVER_BACKOFF_S and not value):
+            continue
+        parts.append(f"{label}={_fmt_attr(value)}")
+    for event in span.events:
+        if event.name == EVENT_BREAKER:
+            ea: Mapping[str, Any] = event.attributes or {}
+            parts.append(f"breaker {ea.get(FAILOVER_BREAKER_FROM)}->{ea.get(FAILOVER_BREAKER_TO)}")
+    return "  ".join(parts)
+

@@ -1,0 +1,142 @@
+"""Shared fixtures: emulated providers on real sockets, routers over them, sync/async runners."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from failover import FailoverError, Result, Router
+from failover.emulator import Emulator
+
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
+OTHER = {"openai": "anthropic", "anthropic": "openai"}
+
+
+@pytest.fixture(scope="session")
+def emulators() -> Iterator[dict[str, Emulator]]:
+    """One emulator per provider kind for the whole session; each test starts from a clean script."""
+    emus = {"openai": Emulator("openai").start(), "anthropic": Emulator("anthropic").start()}
+    yield emus
+    for emu in emus.values():
+        emu.stop()
+
+
+@pytest.fixture
+def emu(emulators: dict[str, Emulator]) -> Iterator[dict[str, Emulator]]:
+    for e in emulators.values():
+        e.reset()
+    yield emulators
+    for e in emulators.values():
+        e.reset()
+
+
+def provider_entry(name: str, emu: Emulator, **overrides: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": name, "type": emu.kind, "model": f"{name}-model", "api_key": "test-key",
+                             "base_url": emu.base_url}
+    entry.update(overrides)
+    return entry
+
+
+FAST_DEFAULTS: dict[str, Any] = {
+    "retry": {"max_attempts": 3, "initial_backoff": 0.01, "max_backoff": 0.05, "multiplier": 2.0,
+              "max_retry_after": 2.0},
+    "breaker": {"fail_max": 100, "reset_timeout": 0.5},
+    "timeouts": {"connect": 1.0, "first_token": 1.0, "idle": 1.0, "total": 10.0},
+    "midstream": "raise",
+}
+
+
+def make_router(primary: Emulator, fallback: Emulator | None = None, **defaults: Any) -> Router:
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in FAST_DEFAULTS.items()}
+    for key, value in defaults.items():
+        if isinstance(value, dict):
+            merged[key] = {**merged.get(key, {}), **value}
+        else:
+            merged[key] = value
+    providers = [provider_entry("primary", primary)]
+    if fallback is not None:
+        providers.append(provider_entry("fallback", fallback))
+    return Router.from_dict({"providers": providers, "defaults": merged}, source="<test>")
+
+
+class Outcome:
+    """What a caller saw: the chunks' text, and the Result or the error."""
+
+    def __init__(self, texts: list[str], result: Result | None, error: FailoverError | None) -> None:
+        self.texts = texts
+        self.text = "".join(texts)
+        self.result = result
+        self.error = error
+
+    @property
+    def attempts(self) -> list[Any]:
+        if self.result is not None:
+            return self.result.attempts
+        assert self.error is not None
+        return self.error.attempts
+
+    def summary(self) -> list[tuple[str, str, str | None]]:
+        return [(a.provider, a.outcome, a.error_type) for a in self.attempts]
+
+
+def run_sync(router: Router, messages: list[dict[str, str]] | None = None, **params: Any) -> Outcome:
+    texts: list[str] = []
+    try:
+        with router.stream(messages or MESSAGES, **params) as stream:
+            for chunk in stream:
+                texts.append(chunk.text)
+            return Outcome(texts, stream.result, None)
+    except FailoverError as e:
+        return Outcome(texts, None, e)
+
+
+async def run_async(router: Router, messages: list[dict[str, str]] | None = None, **params: Any) -> Outcome:
+    texts: list[str] = []
+    try:
+        async with router.astream(messages or MESSAGES, **params) as stream:
+            async for chunk in stream:
+                texts.append(chunk.text)
+            return Outcome(texts, stream.result, None)
+    except FailoverError as e:
+        return Outcome(texts, None, e)
+
+
+@pytest.fixture(params=["sync", "async"])
+def call(request: pytest.FixtureRequest) -> Any:
+    """Run one call through the router in the parametrised mode and return its Outcome."""
+    if request.param == "sync":
+        return run_sync
+
+    def run(router: Router, messages: list[dict[str, str]] | None = None, **params: Any) -> Outcome:
+        async def go() -> Outcome:
+            try:
+                return await run_async(router, messages, **params)
+            finally:
+                await router.aclose()
+        return asyncio.run(go())
+
+    return run
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Every test must leave no thread of ours running (watchdogs, clients)."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    gc.collect()
+    leaked = [t for t in threading.enumerate()
+              if t.ident not in before and t.is_alive() and t.name.startswith("failover")]
+    for t in leaked:
+        t.join(timeout=2.0)
+    still = [t.name for t in leaked if t.is_alive()]
+    assert not still, f"threads left behind: {still}"
