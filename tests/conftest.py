@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from failover import FailoverError, Result, Router
+from failover import Chunk, FailoverError, Result, Router
 from failover.emulator import Emulator
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
@@ -35,6 +35,15 @@ def emu(emulators: dict[str, Emulator]) -> Iterator[dict[str, Emulator]]:
         e.reset()
 
 
+@pytest.fixture
+def continuation_modes(emulators: dict[str, Emulator]) -> Iterator[None]:
+    """Tests may change how the emulators answer continuations; put it back afterwards."""
+    saved = {k: (e.continuation, e.reject_prefill) for k, e in emulators.items()}
+    yield
+    for k, e in emulators.items():
+        e.continuation, e.reject_prefill = saved[k]
+
+
 def provider_entry(name: str, emu: Emulator, **overrides: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": name, "type": emu.kind, "model": f"{name}-model", "api_key": "test-key",
                              "base_url": emu.base_url}
@@ -51,25 +60,29 @@ FAST_DEFAULTS: dict[str, Any] = {
 }
 
 
-def make_router(primary: Emulator, fallback: Emulator | None = None, **defaults: Any) -> Router:
+def make_router(primary: Emulator, fallback: Emulator | None = None, *,
+                primary_opts: dict[str, Any] | None = None, fallback_opts: dict[str, Any] | None = None,
+                more: list[dict[str, Any]] | None = None, **defaults: Any) -> Router:
     merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in FAST_DEFAULTS.items()}
     for key, value in defaults.items():
         if isinstance(value, dict):
             merged[key] = {**merged.get(key, {}), **value}
         else:
             merged[key] = value
-    providers = [provider_entry("primary", primary)]
+    providers = [provider_entry("primary", primary, **(primary_opts or {}))]
     if fallback is not None:
-        providers.append(provider_entry("fallback", fallback))
+        providers.append(provider_entry("fallback", fallback, **(fallback_opts or {})))
+    providers.extend(more or [])
     return Router.from_dict({"providers": providers, "defaults": merged}, source="<test>")
 
 
 class Outcome:
     """What a caller saw: the chunks' text, and the Result or the error."""
 
-    def __init__(self, texts: list[str], result: Result | None, error: FailoverError | None) -> None:
-        self.texts = texts
-        self.text = "".join(texts)
+    def __init__(self, chunks: list[Chunk], result: Result | None, error: FailoverError | None) -> None:
+        self.chunks = chunks
+        self.texts = [c.text for c in chunks]
+        self.text = "".join(self.texts)
         self.result = result
         self.error = error
 
@@ -85,25 +98,25 @@ class Outcome:
 
 
 def run_sync(router: Router, messages: list[dict[str, str]] | None = None, **params: Any) -> Outcome:
-    texts: list[str] = []
+    chunks: list[Chunk] = []
     try:
         with router.stream(messages or MESSAGES, **params) as stream:
             for chunk in stream:
-                texts.append(chunk.text)
-            return Outcome(texts, stream.result, None)
+                chunks.append(chunk)
+            return Outcome(chunks, stream.result, None)
     except FailoverError as e:
-        return Outcome(texts, None, e)
+        return Outcome(chunks, None, e)
 
 
 async def run_async(router: Router, messages: list[dict[str, str]] | None = None, **params: Any) -> Outcome:
-    texts: list[str] = []
+    chunks: list[Chunk] = []
     try:
         async with router.astream(messages or MESSAGES, **params) as stream:
             async for chunk in stream:
-                texts.append(chunk.text)
-            return Outcome(texts, stream.result, None)
+                chunks.append(chunk)
+            return Outcome(chunks, stream.result, None)
     except FailoverError as e:
-        return Outcome(texts, None, e)
+        return Outcome(chunks, None, e)
 
 
 @pytest.fixture(params=["sync", "async"])
