@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from failover.errors import AllProvidersFailed, Attempt, FailoverError, RequestRejected, StreamInterrupted
@@ -239,6 +239,11 @@ class Planner:
             timeout.__cause__ = exc
             exc = timeout
         failure = classify(exc)
+        if failure.error_type == "timeout_first_token" and timed_out is not None \
+                and timed_out.hard <= timed_out.first_token_at and now >= timed_out.hard - 0.005:
+            # The header wait was cut short by the call's deadline, not by the provider's silence.
+            failure = replace(failure, error_class=ErrorClass.TRANSIENT, error_type="timeout_total",
+                              message="call deadline reached while waiting for the response")
         if live.continuing and failure.error_class is ErrorClass.REJECTED:
             # The provider refused our continuation (an assistant prefill, say): a failure of this
             # attempt, never the final error that would hide the original cut.

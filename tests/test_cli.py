@@ -1,0 +1,88 @@
+"""The `failover` command as an operator runs it: a real process, real files, the emulator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from failover.emulator import steps
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def failover(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    return subprocess.run([sys.executable, "-m", "failover.cli", *args], capture_output=True, text=True,
+                          env={**clean, **(env or {})}, timeout=timeout, cwd=ROOT)
+
+
+def test_check_reports_missing_keys_by_name_and_fails_when_none_is_usable():
+    out = failover("check", "config.yaml")
+    assert out.returncode == 1
+    assert "MISSING: $OPENAI_API_KEY is not set" in out.stdout
+    assert "MISSING: $ANTHROPIC_API_KEY is not set" in out.stdout
+    assert "no provider has an API key" in out.stderr
+
+
+def test_check_prints_the_resolved_chain_with_keys_masked():
+    secret = "sk-test-abcdefghijklmnopqrstuvwxyz123456"
+    out = failover("check", "config.yaml", env={"OPENAI_API_KEY": secret, "ANTHROPIC_API_KEY": "sk-ant-xyz"})
+    assert out.returncode == 0, out.stderr
+    assert secret not in out.stdout + out.stderr
+    assert "3456" in out.stdout  # the last four characters identify the key
+    lines = out.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if "openai" in line and "gpt-4o" in line)
+    second = next(i for i, line in enumerate(lines) if "anthropic" in line and "claude" in line)
+    assert first < second
+
+
+def test_check_names_file_key_path_and_line_of_an_error(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("providers:\n  - name: a\n    type: openai\n    model: m\n    api_key: k\n"
+                   "    retry:\n      max_attempts: 0\n")
+    out = failover("check", str(bad))
+    assert out.returncode == 1
+    assert f"{bad}:7" in out.stderr and "providers[0].retry.max_attempts" in out.stderr
+
+
+def test_stream_streams_through_the_chain_and_prints_attempts(tmp_path: Path, emu):
+    primary, fallback = emu["openai"], emu["anthropic"]
+    primary.script(steps.quota())
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"providers": [
+        {"name": "openai", "type": "openai", "model": "gpt-4o", "api_key": "${KEY_A}", "base_url": primary.base_url},
+        {"name": "anthropic", "type": "anthropic", "model": "claude-sonnet-4-5", "api_key": "${KEY_B}",
+         "base_url": fallback.base_url},
+    ]}))
+    out = failover("stream", "Hello", "--config", str(config), env={"KEY_A": "a", "KEY_B": "b"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == fallback.answer.strip()
+    assert "openai#1" in out.stderr and "quota (429)" in out.stderr
+    assert "anthropic#1" in out.stderr and "ok" in out.stderr
+
+
+def test_stream_reports_the_real_reason_when_nothing_can_serve(tmp_path: Path, emu):
+    primary = emu["openai"]
+    primary.script(steps.auth())
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"providers": [
+        {"name": "openai", "type": "openai", "model": "gpt-4o", "api_key": "k", "base_url": primary.base_url}]}))
+    out = failover("stream", "Hello", "--config", str(config))
+    assert out.returncode == 1
+    assert "AllProvidersFailed" in out.stderr and "auth (401)" in out.stderr
+
+
+def test_demo_tells_the_whole_failover_story():
+    out = failover("demo", "--chunk-delay", "0", "--reset-timeout", "0.5", timeout=120)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "rate_limit (429)" in text
+    assert "breaker openai: closed -> open" in text
+    assert "skipped breaker open" in text
+    assert "breaker openai: half-open -> closed" in text
+    served = [line.split("served by ")[1].split()[0] for line in text.splitlines() if "served by" in line]
+    assert served[0] == "openai" and "anthropic" in served and served[-1] == "openai"
