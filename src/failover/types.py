@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from failover.errors import Attempt
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass costs ~0.5 µs more to build, and one is built per chunk.
+@dataclass(slots=True)
 class Chunk:
-    """New text from the provider that is serving now.
+    """New text from the provider that is serving now. Treat it as a value: do not modify it.
 
     `restart` is true on the one chunk that tells a consumer, in `midstream: restart` mode, to discard
     everything received so far (`discard` holds that text) because the answer starts over.
