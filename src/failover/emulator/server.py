@@ -196,6 +196,7 @@ class Emulator:
             else:
                 log.exception("emulator loop failed")
         finally:
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     async def _main(self, loop: asyncio.AbstractEventLoop, ready: list[BaseException | None],
@@ -207,11 +208,12 @@ class Emulator:
         started.set()
         await self._stopping.wait()
         server.close()
-        tasks = list(self._connections)
-        for task, writer in list(self._connections.items()):
-            writer.transport.abort()
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0)  # lets a connection accepted just now register before the sweep
+        while self._connections:
+            for task, writer in list(self._connections.items()):
+                writer.transport.abort()
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
         await server.wait_closed()
 
     def _add(self, record: Record) -> None:
@@ -293,13 +295,12 @@ class Emulator:
         self._add(record)
         watcher = asyncio.create_task(_watch(reader, pending))
         x = _Exchange(self, conn, writer, watcher, record, chat)
-        gone = True
         try:
             await step.run(x)
         except ClientGone:
             record.disconnected = True
         finally:
-            gone = watcher.done()
+            gone = watcher.done()  # the client hung up, or half-closed: either way no next request
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
@@ -402,8 +403,8 @@ class _Exchange:
         if seconds is not None and seconds <= 0:
             return
         if seconds is not None and seconds <= 0.05:
-            # Short pauses (chunk pacing) skip the watcher: a hang-up is still seen within 50 ms,
-            # and a plain sleep is a fraction of the cost across a thousand streams.
+            # Chunk pacing skips waiting on the watcher: a hang-up is still seen within 50 ms, and a plain
+            # sleep is cheaper than arming a wait per chunk across a thousand streams.
             await asyncio.sleep(seconds)
             self._check()
             return
