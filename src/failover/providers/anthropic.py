@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, cast
 
 import anthropic
@@ -48,35 +47,15 @@ class AnthropicDecoder(Decoder):
 
 class AnthropicProvider(Provider):
     kind = "anthropic"
+    default_base_url = DEFAULT_BASE_URL
+    sdk_client = anthropic.Anthropic
+    sdk_async_client = anthropic.AsyncAnthropic
 
-    def __init__(self, config: Any) -> None:
-        super().__init__(config)
-        self._lock = threading.Lock()
-        self._client: anthropic.Anthropic | None = None
-        self._aclient: anthropic.AsyncAnthropic | None = None
-
-    @property
-    def base_url(self) -> str:
-        return self.config.base_url or DEFAULT_BASE_URL
-
-    def _client_kwargs(self) -> dict[str, Any]:
-        key = self.config.api_key.get_secret_value() if self.config.api_key else ""
-        # max_retries=0: one retry loop, ours; and the SDK obeys any Retry-After, even 600 s.
+    def client_kwargs(self) -> dict[str, Any]:
+        # The SDK obeys any Retry-After, even 600 s: max_retries=0 (set by the base) matters here.
         # open_telemetry=False: we make one CLIENT span per attempt ourselves; the SDK's own span and
         # its traceparent injection would duplicate it and leak our trace ids to the provider.
-        return {"api_key": key, "base_url": self.base_url, "max_retries": 0, "open_telemetry": False}
-
-    def _sync(self) -> anthropic.Anthropic:
-        with self._lock:
-            if self._client is None:
-                self._client = anthropic.Anthropic(**self._client_kwargs())
-            return self._client
-
-    def _async(self) -> anthropic.AsyncAnthropic:
-        with self._lock:
-            if self._aclient is None:
-                self._aclient = anthropic.AsyncAnthropic(**self._client_kwargs())
-            return self._aclient
+        return {**super().client_kwargs(), "open_telemetry": False}
 
     def _body(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = dict(self.config.params)
@@ -95,24 +74,12 @@ class AnthropicProvider(Provider):
         return body
 
     def open(self, request: Request, timeout: CallTimeout) -> SyncEvents:
-        stream = self._sync().messages.create(**self._body(request), timeout=timeout.for_sdk())
+        stream = self.sync_client().messages.create(**self._body(request), timeout=timeout.for_sdk())
         return cast(SyncEvents, stream)
 
     async def aopen(self, request: Request, timeout: CallTimeout) -> AsyncEvents:
-        stream = await self._async().messages.create(**self._body(request), timeout=timeout.for_sdk())
+        stream = await self.async_client().messages.create(**self._body(request), timeout=timeout.for_sdk())
         return cast(AsyncEvents, stream)
 
     def decoder(self) -> Decoder:
         return AnthropicDecoder()
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-
-    async def aclose(self) -> None:
-        # Forget the async client: it belongs to the event loop it ran on, and a later
-        # asyncio.run() in the same process needs a fresh one.
-        client, self._aclient = self._aclient, None
-        if client is not None:
-            await client.close()
-        self.close()

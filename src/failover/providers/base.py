@@ -7,8 +7,9 @@ knows whether the terminal event arrived: a stream without it is cut, never comp
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -69,14 +70,57 @@ class CallTimeout:
 
 
 class Provider(ABC):
-    """One entry of the chain: an SDK client for one provider type, kept for the router's life."""
+    """One entry of the chain: an SDK client for one provider type, kept for the router's life.
+
+    The sync and the async SDK clients are made on first use (an app often uses only one) and
+    reused across calls, so connections are pooled.
+    """
 
     kind: str  # the well-known provider name: "openai" | "anthropic"
+    default_base_url: str
+    sdk_client: Callable[..., Any]
+    sdk_async_client: Callable[..., Any]
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.name = config.name
         self.model = config.model
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._aclient: Any = None
+
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url or self.default_base_url
+
+    def client_kwargs(self) -> dict[str, Any]:
+        key = self.config.api_key.get_secret_value() if self.config.api_key else ""
+        # max_retries=0: ours is the only retry loop (SDK retries would multiply attempts).
+        return {"api_key": key, "base_url": self.base_url, "max_retries": 0}
+
+    def sync_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self.sdk_client(**self.client_kwargs())
+            return self._client
+
+    def async_client(self) -> Any:
+        with self._lock:
+            if self._aclient is None:
+                self._aclient = self.sdk_async_client(**self.client_kwargs())
+            return self._aclient
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    async def aclose(self) -> None:
+        # Forget the async client: it belongs to the event loop it ran on, and a later
+        # asyncio.run() in the same process needs a fresh one.
+        client, self._aclient = self._aclient, None
+        if client is not None:
+            await client.close()
+        self.close()
 
     @abstractmethod
     def open(self, request: Request, timeout: CallTimeout) -> SyncEvents:
@@ -87,16 +131,6 @@ class Provider(ABC):
 
     @abstractmethod
     def decoder(self) -> Decoder: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    @abstractmethod
-    async def aclose(self) -> None: ...
-
-    @property
-    @abstractmethod
-    def base_url(self) -> str: ...
 
     @property
     def server_address(self) -> tuple[str, int | None]:

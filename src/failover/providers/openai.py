@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, cast
 
 import openai
@@ -37,33 +36,9 @@ class OpenAIDecoder(Decoder):
 
 class OpenAIProvider(Provider):
     kind = "openai"
-
-    def __init__(self, config: Any) -> None:
-        super().__init__(config)
-        self._lock = threading.Lock()
-        self._client: openai.OpenAI | None = None
-        self._aclient: openai.AsyncOpenAI | None = None
-
-    @property
-    def base_url(self) -> str:
-        return self.config.base_url or DEFAULT_BASE_URL
-
-    def _client_kwargs(self) -> dict[str, Any]:
-        key = self.config.api_key.get_secret_value() if self.config.api_key else ""
-        # max_retries=0: ours is the only retry loop (SDK retries would multiply attempts).
-        return {"api_key": key, "base_url": self.base_url, "max_retries": 0}
-
-    def _sync(self) -> openai.OpenAI:
-        with self._lock:
-            if self._client is None:
-                self._client = openai.OpenAI(**self._client_kwargs())
-            return self._client
-
-    def _async(self) -> openai.AsyncOpenAI:
-        with self._lock:
-            if self._aclient is None:
-                self._aclient = openai.AsyncOpenAI(**self._client_kwargs())
-            return self._aclient
+    default_base_url = DEFAULT_BASE_URL
+    sdk_client = openai.OpenAI
+    sdk_async_client = openai.AsyncOpenAI
 
     def _body(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = dict(self.config.params)
@@ -81,24 +56,12 @@ class OpenAIProvider(Provider):
         return body
 
     def open(self, request: Request, timeout: CallTimeout) -> SyncEvents:
-        stream = self._sync().chat.completions.create(**self._body(request), timeout=timeout.for_sdk())
+        stream = self.sync_client().chat.completions.create(**self._body(request), timeout=timeout.for_sdk())
         return cast(SyncEvents, stream)
 
     async def aopen(self, request: Request, timeout: CallTimeout) -> AsyncEvents:
-        stream = await self._async().chat.completions.create(**self._body(request), timeout=timeout.for_sdk())
+        stream = await self.async_client().chat.completions.create(**self._body(request), timeout=timeout.for_sdk())
         return cast(AsyncEvents, stream)
 
     def decoder(self) -> Decoder:
         return OpenAIDecoder()
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-
-    async def aclose(self) -> None:
-        # Forget the async client: it belongs to the event loop it ran on, and a later
-        # asyncio.run() in the same process needs a fresh one.
-        client, self._aclient = self._aclient, None
-        if client is not None:
-            await client.close()
-        self.close()
