@@ -153,3 +153,13 @@ def no_leaked_threads() -> Iterator[None]:
         t.join(timeout=2.0)
     still = [t.name for t in leaked if t.is_alive()]
     assert not still, f"threads left behind: {still}"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """One real redis-server for the session (tests/redis_server.py); each test uses its own keys."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -106,7 +105,6 @@ def otel(otel_session: Otel, caplog: pytest.LogCaptureFixture) -> Iterator[Otel]
         otel_session.ledger.ends.clear()
     caplog.set_level(logging.DEBUG)
     yield otel_session
-    gc.collect()
     ledger = otel_session.ledger
     assert not ledger.open, f"spans never ended: {sorted(ledger.open.values())}"
     assert all(n == 1 for n in ledger.ends.values())
@@ -223,8 +221,10 @@ def check_failed(span: ReadableSpan, error_type: str, error_class: str) -> None:
 
 def test_clean_call(otel, emu, kind, call):
     primary = emu[kind]
+    # the installed Anthropic SDK's messages.create takes no temperature/top_p: sampling only for OpenAI
+    sampling = {"temperature": 0.2, "top_p": 0.9} if kind == "openai" else {}
     with router(primary, emu[OTHER[kind]]) as r:
-        out = call(r, max_tokens=64, temperature=0.2, top_p=0.9)
+        out = call(r, max_tokens=64, **sampling)
     assert out.error is None and out.text == primary.answer
     c = one_call(otel)
     assert c.span.kind is SpanKind.INTERNAL and c.span.parent is None
@@ -239,8 +239,11 @@ def test_clean_call(otel, emu, kind, call):
     check_ok(attempt)
     a = attrs(attempt)
     assert a["gen_ai.request.max_tokens"] == 64
-    assert a["gen_ai.request.temperature"] == pytest.approx(0.2)
-    assert a["gen_ai.request.top_p"] == pytest.approx(0.9)
+    if sampling:
+        assert a["gen_ai.request.temperature"] == pytest.approx(0.2)
+        assert a["gen_ai.request.top_p"] == pytest.approx(0.9)
+    else:
+        assert "gen_ai.request.temperature" not in a and "gen_ai.request.top_p" not in a
     assert a["gen_ai.usage.output_tokens"] == out.result.usage.output_tokens
     assert a["gen_ai.response.time_to_first_chunk"] == pytest.approx(out.result.attempts[0].first_chunk_s)
     assert a["failover.backoff_s"] == 0.0 and a["failover.continuation"] is False
@@ -377,7 +380,7 @@ def test_breaker_events_stay_with_their_call_under_concurrency(otel, emu, kind):
     events = [(s, e) for c in calls(otel) for s in (c.span, *c.attempts) for e in s.events
               if e.name == "failover.breaker.state_change"]
     assert len(events) == 1  # closed -> open, exactly once
-    span, event = events[0]
+    span, _ = events[0]
     assert attrs(span)["failover.provider"] == "primary" and attrs(span)["error.type"] == "unavailable"
     assert attrs(span)["failover.breaker.state"] == "open"
 
@@ -399,6 +402,18 @@ def test_resumed_stream(otel, emu, kind, call):
     assert attrs(cont)["failover.continuation"] is True
     assert attrs(cont)["failover.previous_failure"] == "cut"
     assert attrs(cont)["failover.attempt.provider_attempt"] == 2
+
+
+def test_resumed_then_interrupted(otel, emu, kind):
+    primary = emu[kind]
+    primary.script(steps.cut(after=3), steps.cut(after=3))
+    with router(primary, midstream="resume", retry={"max_attempts": 2}) as r:
+        out = run_sync(r)
+    assert out.error is not None and len(out.texts) == 6
+    c = one_call(otel)
+    assert c.attrs["error.type"] == "StreamInterrupted" and c.span.status.status_code is StatusCode.ERROR
+    assert c.attrs["failover.resumed"] is True  # the continuation delivered text before it broke too
+    assert [attrs(a)["failover.continuation"] for a in c.attempts] == [False, True]
 
 
 def test_rejected_request(otel, emu, kind, call):
@@ -499,7 +514,7 @@ def test_abandoned_stream_ends_spans_once(otel, emu, kind):
     assert attrs(attempt)["failover.outcome"] == "cancelled"
     assert attempt.status.status_code is StatusCode.UNSET and "error.type" not in attrs(attempt)
     [(counted, n)] = metric_points(otel)["failover.attempts"]
-    assert counted == {"failover.provider": "primary", "failover.outcome": "cancelled"}
+    assert counted == {"failover.provider": "primary", "failover.outcome": "cancelled"} and n.value == 1
 
 
 def test_bare_for_break_ends_spans(otel, emu, kind):
@@ -508,8 +523,7 @@ def test_bare_for_break_ends_spans(otel, emu, kind):
     with router(primary) as r:
         for _ in r.stream(MESSAGES):
             break
-        gc.collect()
-        c = one_call(otel)
+        c = one_call(otel)  # closed at once by reference counting, not left to the cyclic GC
     assert c.attrs["failover.cancelled"] is True
 
 
@@ -566,10 +580,10 @@ def test_api_key_never_exported_nor_logged(otel, emu, kind, caplog, capture):
                    steps.status(401, message=f"Incorrect API key provided: {KEY}."))
     fallback.script(steps.status(401, message=f"invalid x-api-key {KEY}"))
     with router(primary, fallback, key=KEY, telemetry={"capture_content": capture},
-                breaker={"fail_max": 1}) as r:
+                breaker={"fail_max": 2}) as r:
         out = run_sync(r)
         assert isinstance(out.error, AllProvidersFailed)
-        run_sync(r)  # both skipped: the breakers are open
+        run_sync(r)  # primary's breaker is open: skipped
     text = everything_exported(otel)
     assert "Incorrect API key provided" in text  # the message itself made it, the key did not
     assert KEY not in text
@@ -648,19 +662,22 @@ def test_format_trace(otel, emu):
     primary = emu["openai"]
     primary.script(steps.rate_limit(retry_after=0.01))
     with router(primary, emu["anthropic"], breaker={"fail_max": 1}) as r:
-        run_sync(r)
+        run_sync(r)  # the rate limit opens the breaker: the retry finds it open and fails over
     lines = format_trace(otel.spans.get_finished_spans()).splitlines()
-    assert lines[0].startswith("failover chat  trace ") and "provider=primary" in lines[0]
+    assert len(lines) == 4
+    assert lines[0].startswith("failover chat  trace ") and "provider=fallback" in lines[0]
+    assert "attempts=2" in lines[0] and "providers.skipped=primary" in lines[0]
     assert lines[1].startswith("├─ chat primary-model  primary#1") and "ERROR" in lines[1]
     assert "error.type=rate_limit" in lines[1] and "breaker closed->open" in lines[1]
-    assert lines[2].startswith("└─ chat primary-model  primary#2") and "UNSET" in lines[2]
-    assert "after=rate_limit" in lines[2]
+    assert lines[2].startswith("├─ skipped primary: breaker open, probe in")
+    assert lines[3].startswith("└─ chat fallback-model  fallback#1") and "UNSET" in lines[3]
+    assert "after=rate_limit" in lines[3]
 
 
 # ---------------------------------------------------------------- a real OTLP receiver
 
 
-class Collector(trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer):
+class Collector(trace_service_pb2_grpc.TraceServiceServicer):
     """The OpenTelemetry Collector's OTLP/gRPC trace and metrics services, keeping what arrives."""
 
     def __init__(self) -> None:
@@ -668,7 +685,7 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2
         self.traces: list[trace_service_pb2.ExportTraceServiceRequest] = []
         self.metrics: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method's name
+    def Export(self, request: Any, context: Any) -> Any:
         with self.lock:
             if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
                 self.traces.append(request)
@@ -692,7 +709,7 @@ class _MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(self, collector: Collector) -> None:
         self.collector = collector
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Export(self, request: Any, context: Any) -> Any:
         return self.collector.Export(request, context)
 
 
@@ -763,7 +780,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(args: list[str], env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     clean.update(env or {})
     return subprocess.run([sys.executable, "-m", "failover.cli", *args], capture_output=True, text=True,
@@ -811,6 +829,7 @@ def test_cli_exports_over_otlp_with_env_overrides(emu, tmp_path, collector):
     received = coll.spans()
     assert {res["service.name"] for res, _ in received} == {"from-env"}
     [(_, status, attempts)] = otlp_tree([s for _, s in received])
+    assert status == 0  # the call succeeded on the fallback: UNSET
     assert [(n, st) for n, _, st, _ in attempts] == [("chat primary-model", 2), ("chat fallback-model", 0)]
     assert attempts[0][3]["error.type"] == "quota" and attempts[0][3]["gen_ai.provider.name"] == "anthropic"
     assert {"gen_ai.client.operation.duration", "gen_ai.client.token.usage", "failover.attempts",
@@ -819,7 +838,7 @@ def test_cli_exports_over_otlp_with_env_overrides(emu, tmp_path, collector):
 
 def test_demo_exports_over_otlp(collector):
     coll, endpoint = collector
-    done = run_cli(["demo", "--otlp", endpoint, "--chunk-delay", "0", "--reset-timeout", "0.2"])
+    done = run_cli(["demo", "--otlp", endpoint, "--chunk-delay", "0", "--reset-timeout", "0.5"])
     assert done.returncode == 0, done.stderr
     assert f"Traces exported over OTLP to {endpoint}" in done.stdout
     received = [s for _, s in coll.spans()]
@@ -830,3 +849,14 @@ def test_demo_exports_over_otlp(collector):
     assert {c.parent_span_id for c in chats} == {r.span_id for r in roots}  # each call in its scene's trace
     skipped = [values(e.attributes) for c in chats for e in c.events if e.name == "failover.provider.skipped"]
     assert skipped and skipped[0]["failover.provider"] == "openai"
+
+
+def test_demo_otlp_without_a_receiver_fails_fast(capsys):
+    from failover.cli import main
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert main(["demo", "--otlp", dead]) == 2
+    assert f"no OTLP receiver at {dead}" in capsys.readouterr().err
+    import failover.telemetry
+
+    assert failover.telemetry._installed_tracer_provider is None  # nothing installed on the way out

@@ -1,13 +1,18 @@
-"""The `failover` command: demo, check, stream."""
+"""The `failover` command: demo, check, stream, status."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from failover.errors import ConfigError, FailoverError
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from failover.config import TelemetrySettings
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -19,6 +24,11 @@ def _check(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(describe(config))
+    from failover.status import storage_problems
+
+    for problem in storage_problems(config):  # breaker.storage: redis://… without the redis extra
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     unusable = [p.name for p in config.providers if not p.usable]
     if len(unusable) == len(config.providers):
         print("error: no provider has an API key: every call would fail", file=sys.stderr)
@@ -26,7 +36,21 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trace_capture(settings: Any) -> Any:
+def _status(args: argparse.Namespace) -> int:
+    from failover.config import load_config
+    from failover.status import status_report
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    text, code = status_report(config)
+    print(text)
+    return code
+
+
+def _trace_capture(settings: TelemetrySettings) -> InMemorySpanExporter | None:
     """`--trace`: an in-memory span exporter on the SDK tracer provider (installed here if needed)."""
     try:
         from opentelemetry import trace
@@ -40,7 +64,11 @@ def _trace_capture(settings: Any) -> Any:
 
     memory = InMemorySpanExporter()
     processor = SimpleSpanProcessor(memory)
-    if not setup_telemetry(settings, processors=[processor]):
+    try:
+        installed = setup_telemetry(settings, processors=[processor])
+    except RuntimeError as e:  # the config's exporter is not installed
+        raise ConfigError(str(e), path="telemetry.exporter") from e
+    if not installed:
         provider = trace.get_tracer_provider()
         if not isinstance(provider, TracerProvider):
             print("warning: --trace: another tracer provider is installed; no trace to show", file=sys.stderr)
@@ -57,7 +85,7 @@ def _stream(args: argparse.Namespace) -> int:
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": args.prompt})
-    memory: Any = None
+    memory: InMemorySpanExporter | None = None
     try:
         config = load_config(args.config)
         if args.trace:
@@ -110,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate a config file and print the resolved chain")
     check.add_argument("config", nargs="?", default="config.yaml")
     check.set_defaults(run=_check)
+
+    status = sub.add_parser("status", help="each provider's breaker: state, failures, next probe (from Redis)")
+    status.add_argument("config", nargs="?", default="config.yaml")
+    status.set_defaults(run=_status)
 
     stream = sub.add_parser("stream", help="stream one answer through the chain of a config file")
     stream.add_argument("prompt")

@@ -48,6 +48,7 @@ __all__ = [
     "BreakerSettings",
     "Config",
     "ProviderConfig",
+    "RetryBudgetSettings",
     "RetrySettings",
     "TelemetrySettings",
     "TimeoutSettings",
@@ -93,6 +94,7 @@ _Int = Annotated[int, BeforeValidator(_not_bool)]
 # allow_inf_nan=False: YAML's `.inf` as a timeout would be a hang, `.nan` compares false to everything.
 _Seconds = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
 _Bool = Annotated[bool, BeforeValidator(_bool_only)]
+_Number = _Seconds  # a finite float that is not a boolean
 Midstream: TypeAlias = Literal["resume", "restart", "raise"]
 ProviderType: TypeAlias = Literal["openai", "anthropic"]
 Exporter: TypeAlias = Literal["none", "console", "otlp"]
@@ -130,6 +132,27 @@ def _non_empty(value: str, what: str) -> str:
 # --------------------------------------------------------------------------- models
 
 
+class RetryBudgetSettings(BaseModel):
+    """The retry budget of one provider (Envoy, the SRE book): a retry is allowed only while the
+    retries sent in the last `window` seconds stay under `ratio` × the first attempts sent in it, or
+    under `min_retries`, whichever is larger. See docs/fleet.md."""
+
+    model_config = _SETTINGS
+
+    ratio: Annotated[_Number, Field(ge=0)] = 0.2  # retries per first attempt (0.2: at most 20 % extra load)
+    min_retries: Annotated[_Int, Field(ge=0)] = 3  # retries always allowed per window (a lone caller can retry)
+    window: Annotated[_Seconds, Field(gt=0, le=3600)] = 10.0  # seconds of history the budget looks at
+
+
+def _budget(value: Any) -> Any:
+    # `budget: false` (or `off`) switches the budget off; `true` means the built-in budget.
+    if value is False:
+        return None
+    if value is True:
+        return {}
+    return value
+
+
 class RetrySettings(BaseModel):
     """Retries on one provider, before failing over to the next one."""
 
@@ -142,6 +165,9 @@ class RetrySettings(BaseModel):
     multiplier: Annotated[_Seconds, Field(ge=1)] = 2.0
     # A Retry-After longer than this fails over at once: sleeping that long beats no other provider.
     max_retry_after: Annotated[_Seconds, Field(ge=0)] = 10.0
+    # None: no budget (`budget: false`); retries are then bounded by max_attempts only.
+    budget: Annotated[RetryBudgetSettings | None, BeforeValidator(_budget)] = Field(
+        default_factory=RetryBudgetSettings)
 
     @model_validator(mode="after")
     def _backoff_order(self) -> RetrySettings:
@@ -163,6 +189,17 @@ class BreakerSettings(BaseModel):
     fail_max: Annotated[_Int, Field(ge=1)] = 5
     reset_timeout: Annotated[_Seconds, Field(gt=0)] = 15.0
     storage: str = "memory"  # "memory" or a redis:// / rediss:// URL (state shared across processes)
+    # The Redis key namespace (failover:<namespace>:<provider>:…); None: derived from the config, see
+    # failover.policies.redis_breaker.namespace_for and docs/fleet.md.
+    namespace: str | None = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME_RE.fullmatch(value):
+            raise PydanticCustomError(
+                "name", "namespace may only contain letters, digits, '_', '.' and '-' (got '{got}')", {"got": value})
+        return value
 
     @field_validator("storage")
     @classmethod
@@ -315,6 +352,19 @@ class ProviderConfig(BaseModel):
                 {"keys": ", ".join(clashes)},
             )
         return value
+
+    @model_validator(mode="after")
+    def _sdk_params(self) -> ProviderConfig:
+        # What the installed SDK's create() does not accept would fail every call with a TypeError:
+        # say so now, at load, not at request time.
+        from failover.providers import unknown_params  # the providers import this module
+
+        unknown = unknown_params(self.type, self.params)
+        if unknown:
+            raise _cross_field(
+                f"{', '.join(repr(k) for k in unknown)} not accepted by the installed {self.type} SDK's create() "
+                "(put raw request fields under params.extra_body)", "params")
+        return self
 
     @property
     def usable(self) -> bool:
@@ -763,7 +813,10 @@ class _Checker:
         if value is None:
             parent.pop(key, None)
         elif isinstance(value, dict):
-            parent[key] = self._known(value, tuple(_SECTIONS[key].model_fields), (*path, key))
+            parent[key] = kept = self._known(value, tuple(_SECTIONS[key].model_fields), (*path, key))
+            for sub in _NESTED.get(key, ()):
+                if sub in kept and kept[sub] is None:  # every key commented out: inherit, as for sections
+                    del kept[sub]
         # anything else is left for pydantic, which reports the wrong type at this path
 
     # --- environment
@@ -925,6 +978,7 @@ def _merge(
         inherited = merged.get(key)
         if key in _SECTIONS and isinstance(value, dict) and isinstance(inherited, dict):
             merged[key] = {**inherited, **value}
+            _merge_nested(merged[key], inherited, value, key, path, origin)
         else:
             merged[key] = value
             for loc in [loc for loc in origin if loc[:1] == (key,)]:
@@ -934,6 +988,26 @@ def _merge(
             for sub in value:
                 origin[(key, sub)] = (*path, key, sub)
     return merged, origin
+
+
+# Mappings inside a section that also merge per key (`retry.budget`), like the sections themselves.
+_NESTED: dict[str, tuple[str, ...]] = {"retry": ("budget",)}
+
+
+def _merge_nested(
+    merged: dict[str, Any], inherited: dict[str, Any], own: dict[str, Any], section: str, path: Path,
+    origin: dict[Path, Path],
+) -> None:
+    for sub in _NESTED.get(section, ()):
+        below, mine = inherited.get(sub), own.get(sub)
+        if not (isinstance(below, dict) and isinstance(mine, dict)):
+            continue
+        merged[sub] = {**below, **mine}
+        del origin[(section, sub)]  # each key now says where it came from
+        for name in below:
+            origin[(section, sub, name)] = ("defaults", section, sub, name)
+        for name in mine:
+            origin[(section, sub, name)] = (*path, section, sub, name)
 
 
 def _build(
@@ -1062,10 +1136,16 @@ def _fields(model: BaseModel) -> str:
     out = []
     for name in type(model).model_fields:
         value = getattr(model, name)
-        if isinstance(value, str):
+        if isinstance(value, BaseModel):
+            shown = "{" + _fields(value) + "}"
+        elif value is None and name == "budget":
+            shown = "off"
+        elif isinstance(value, str):
             shown = _mask_url(value)
         elif isinstance(value, float):
-            shown = f"{value:g}" if name == "multiplier" else f"{value:g}s"
+            shown = f"{value:g}" if name in ("multiplier", "ratio") else f"{value:g}s"
+        elif value is None and name == "namespace":
+            shown = "(derived)"
         else:
             shown = str(value)
         out.append(f"{name}={shown}")

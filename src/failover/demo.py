@@ -99,8 +99,11 @@ def _stream(router: Router, p: _Printer) -> None:
 
 
 def _otlp(endpoint: str) -> str:
-    """Install the SDK with the OTLP exporter; "" means the default endpoint (env, else localhost:4317)."""
+    """Install the SDK with the OTLP exporter; "" means the default endpoint (env, else localhost:4317).
+    Fails at once when nothing listens there (the exporter would retry for many seconds instead)."""
     import os
+    import socket
+    from urllib.parse import urlsplit
 
     from failover.config import TelemetrySettings
     from failover.telemetry import setup_telemetry
@@ -108,8 +111,15 @@ def _otlp(endpoint: str) -> str:
     settings = TelemetrySettings(exporter="otlp", service_name="failover-demo")
     if endpoint:
         settings = TelemetrySettings(exporter="otlp", service_name="failover-demo", endpoint=endpoint)
+    target = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or settings.endpoint
+    parts = urlsplit(target if "://" in target else f"http://{target}")
+    try:
+        socket.create_connection((parts.hostname or "localhost", parts.port or 4317), timeout=2).close()
+    except OSError as e:
+        raise RuntimeError(f"no OTLP receiver at {target} ({e.strerror or e}); start Jaeger with\n"
+                           "  docker run --rm -p 16686:16686 -p 4317:4317 jaegertracing/jaeger:latest") from None
     setup_telemetry(settings, endpoint=endpoint or None)
-    return endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or settings.endpoint
+    return target
 
 
 def run_demo(out: TextIO = sys.stdout, *, color: bool | None = None, chunk_delay: float = 0.03,
@@ -123,9 +133,11 @@ def run_demo(out: TextIO = sys.stdout, *, color: bool | None = None, chunk_delay
         if target is not None:
             from failover.telemetry import flush_telemetry
 
-            flush_telemetry()
-            p.out.write(f"\nTraces exported over OTLP to {target} (service failover-demo); in Jaeger: "
-                        "http://localhost:16686\n")
+            if flush_telemetry():
+                p.out.write(f"\nTraces exported over OTLP to {target} (service failover-demo); in Jaeger: "
+                            "http://localhost:16686\n")
+            else:
+                p.out.write(f"\nCould not export all traces to {target}.\n")
 
 
 def _story(p: _Printer, *, chunk_delay: float, reset_timeout: float) -> None:

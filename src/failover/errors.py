@@ -31,6 +31,9 @@ class Attempt:
     backoff_s: float = 0.0  # slept before this attempt
     error_class: str | None = None  # taxonomy class: transient, silent, unusable, wrong_fit, rejected, caller
     breaker_state: str | None = None  # the provider's breaker right after this attempt's verdict
+    # Why a retry on this provider was refused although the retry policy allowed one: "budget" (the
+    # provider's retry budget was spent, see docs/fleet.md); the call failed over instead.
+    retry_refused: str | None = None
 
     def line(self) -> str:
         """One human line: what the demo and the CLI print for each attempt."""
@@ -47,6 +50,8 @@ class Attempt:
             parts.append(reason)
             if self.message:
                 parts.append(f"- {self.message}")
+            if self.retry_refused:
+                parts.append(f"(retry refused: {self.retry_refused})")
         parts.append(f"[{self.duration_s:.3f}s]")
         if self.breaker_state:
             parts.append(f"breaker={self.breaker_state}")

@@ -26,6 +26,7 @@ from failover.types import Result, Usage
 if TYPE_CHECKING:
     from failover.config import ProviderConfig
     from failover.policies.breaker import Breaker
+    from failover.policies.budget import RetryBudget
     from failover.policies.retry import RetryPolicy
     from failover.providers.base import Decoder, Provider
     from failover.request import Request
@@ -41,6 +42,7 @@ class Route:
     config: ProviderConfig
     retry: RetryPolicy
     breaker: Breaker
+    budget: RetryBudget | None = None  # the provider's retry budget, shared by the router's calls
 
     @property
     def name(self) -> str:
@@ -159,6 +161,8 @@ class Planner:
 
     def _open(self, route: Route, admission: Admission, now: float) -> Open:
         self._made += 1
+        if self._made == 1 and route.budget is not None:
+            route.budget.request(now)  # a first attempt: what the retry budget is a share of
         decoder = route.provider.decoder()
         live = self._live = _Live(route, self._made, admission, now, time.time(), self._backoff, decoder,
                                   delivered_from=len(self.parts))
@@ -244,6 +248,9 @@ class Planner:
             # The header wait was cut short by the call's deadline, not by the provider's silence.
             failure = replace(failure, error_class=ErrorClass.TRANSIENT, error_type="timeout_total",
                               message="call deadline reached while waiting for the response")
+        key = route_key(live.route)
+        if key and key in failure.message:  # a provider that echoes the key must not leak it
+            failure = replace(failure, message=failure.message.replace(key, "***"))
         if live.continuing and failure.error_class is ErrorClass.REJECTED:
             # The provider refused our continuation (an assistant prefill, say): a failure of this
             # attempt, never the final error that would hide the original cut.
@@ -254,14 +261,15 @@ class Planner:
             route.breaker.failure(live.admission)
         else:
             route.breaker.release(live.admission)
-        self._record(live, now, "error", failure)
+        if self.parts and self._cut is None:
+            self._cut, self._cut_mode = failure, route.config.midstream
+        retry_in, refused = self._retry(route, failure, now)  # decided first: the Attempt says if refused
+        self._record(live, now, "error", failure, retry_refused=refused)
         self._last_failure = failure
 
         delivered_here = len(self.parts) > live.delivered_from
         if delivered_here:
             self._served.append(live)
-        if self.parts and self._cut is None:
-            self._cut, self._cut_mode = failure, route.config.midstream
         if failure.error_class is ErrorClass.REJECTED and not live.continuing \
                 and not route.config.failover_on_reject:
             self._pending = RequestRejected(failure.message, self.attempts, provider=route.name,
@@ -271,14 +279,24 @@ class Planner:
         if self.parts and self._cut_mode == "raise":
             self._pending = self._interrupted(None)
             return
-        if failure.retryable and route.retry.allows(self._made):
-            delay = route.retry.backoff(self._made, failure.retry_after, self._rng)
-            hard = self._start + route.config.timeouts.total
-            if delay is not None and now + delay < min(hard, self._deadline):
-                self._not_before = now + delay
-                self._backoff = delay
-                return
+        if retry_in is not None:
+            self._not_before = now + retry_in
+            self._backoff = retry_in
+            return
         self._next_route()
+
+    def _retry(self, route: Route, failure: Failure, now: float) -> tuple[float | None, str | None]:
+        """The backoff before another attempt on the same provider (None: move on), and why a retry
+        the retry policy allowed was refused anyway ("budget": the provider's retry budget)."""
+        if not (failure.retryable and route.retry.allows(self._made)) or (self.parts and self._cut_mode == "raise"):
+            return None, None
+        delay = route.retry.backoff(self._made, failure.retry_after, self._rng)
+        hard = self._start + route.config.timeouts.total
+        if delay is None or now + delay >= min(hard, self._deadline):
+            return None, None
+        if route.budget is not None and not route.budget.try_retry(now):
+            return None, "budget"
+        return delay, None
 
     def cancelled(self, now: float) -> None:
         """The caller closed or cancelled. After a chunk that is the provider's success; before
@@ -294,8 +312,11 @@ class Planner:
 
     # ---- records ---------------------------------------------------------------------------
 
-    def _record(self, live: _Live, now: float, outcome: str, failure: Failure | None = None) -> None:
+    def _record(self, live: _Live, now: float, outcome: str, failure: Failure | None = None, *,
+                retry_refused: str | None = None) -> None:
         attempt = self._attempt(live, now, outcome, failure)
+        if retry_refused is not None:
+            attempt = replace(attempt, retry_refused=retry_refused)
         self.attempts.append(attempt)
         self._live = None
         self.observer.attempt_ended(attempt, live.decoder, failure)
@@ -352,7 +373,13 @@ class Planner:
 
 # Params that make the answer structured (JSON, tool calls): such an answer is never stitched from
 # two generations, because a seam inside JSON or a tool call's arguments breaks it silently.
-STRUCTURED_PARAMS = frozenset({"response_format", "tools", "tool_choice", "functions", "output_format"})
+STRUCTURED_PARAMS = frozenset({"response_format", "tools", "tool_choice", "functions", "output_format",
+                               "output_config"})
+
+
+def route_key(route: Route) -> str:
+    key = route.config.api_key
+    return key.get_secret_value() if key is not None else ""
 
 
 def request_params(routes: list[Route]) -> set[str]:

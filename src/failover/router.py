@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
 from failover.config import Config, load_config, parse_config
-from failover.planner import Planner, Route
+from failover.errors import ConfigError
+from failover.fleet import ConfigWatcher, RouteBuilder
+from failover.planner import Planner
 from failover.policies.breaker import Breaker
-from failover.policies.retry import RetryPolicy
-from failover.providers import make_provider
 from failover.request import build_request
 from failover.stream import AsyncChatStream, ChatStream
 from failover.telemetry import Telemetry
 from failover.types import Result
 from failover.watchdog import ThreadWatchdog
 
-
-def _route(config: Any) -> Route:
-    breaker = Breaker(config.name, config.breaker, probe_lease=config.timeouts.total)
-    return Route(make_provider(config), config, RetryPolicy(config.retry), breaker)
+log = logging.getLogger("failover")
 
 
 class Router:
@@ -34,7 +33,11 @@ class Router:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.routes = [_route(p) for p in config.providers]
+        self._builder = RouteBuilder()  # reload() keeps breakers, budgets and unchanged SDK clients
+        self.routes = self._builder.build(config)
+        self._source: str | None = None  # the file reload() reads (from_yaml)
+        self._watcher: ConfigWatcher | None = None
+        self._reload_lock = threading.Lock()
         self._watchdog = ThreadWatchdog()
         # Spans and metrics through the global OpenTelemetry API; one observer per call (telemetry.py).
         self.telemetry = Telemetry.for_config(config)
@@ -42,8 +45,42 @@ class Router:
             self.telemetry.watch(route.breaker)
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> Router:
-        return cls(load_config(path))
+    def from_yaml(cls, path: str | os.PathLike[str], *, watch: bool = False, watch_interval: float = 1.0) -> Router:
+        """`watch=True`: a daemon thread polls the file every `watch_interval` seconds and reloads it
+        when it changed (see `reload`); `close()` stops it."""
+        router = cls(load_config(path))
+        router._source = os.fspath(path)
+        if watch:
+            router._watcher = ConfigWatcher(router._source, router._reload_quietly, interval=watch_interval)
+        return router
+
+    def reload(self, config: Config | None = None) -> Config:
+        """Re-read the file of `from_yaml` (or take `config`) and serve new calls with it.
+
+        Calls in flight finish on the config they started with. Breakers (their state, local and in
+        Redis) and retry budgets of providers whose name stays are kept, with the new settings; SDK
+        clients are kept while their settings are unchanged (replaced ones are closed with the
+        router). An invalid file raises ConfigError and the router keeps its current config.
+        """
+        with self._reload_lock:
+            if config is None:
+                if self._source is None:
+                    raise RuntimeError("reload() needs a Config: this router was not built from a file")
+                config = load_config(self._source)
+            telemetry = Telemetry.for_config(config)
+            routes = self._builder.build(config, self.routes)
+            for route in routes:
+                telemetry.watch(route.breaker)
+            # Each assignment is atomic; a new call reads `routes` once (its planner keeps that list).
+            self.config, self.telemetry, self.routes = config, telemetry, routes
+        log.info("failover: config %s reloaded: %s", config.source, " -> ".join(r.name for r in routes))
+        return config
+
+    def _reload_quietly(self) -> None:
+        try:
+            self.reload()
+        except ConfigError as e:
+            log.error("failover: config reload rejected, still serving the previous config: %s", e)
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any], *, source: str = "<dict>") -> Router:
@@ -84,14 +121,20 @@ class Router:
             return stream.result
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
         self._watchdog.close()
         for route in self.routes:
             route.provider.close()
+        self._builder.close()
 
     async def aclose(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
         self._watchdog.close()
         for route in self.routes:
             await route.provider.aclose()
+        await self._builder.aclose()
 
     def __enter__(self) -> Router:
         return self

@@ -117,7 +117,9 @@ class ChatStream(_StreamBase):
     def __init__(self, planner: Planner, watchdog: ThreadWatchdog) -> None:
         super().__init__(planner)
         self._watchdog = watchdog
-        self._chunks = self._run()
+        # _run must not hold `self`: a stream <-> generator cycle would leave a bare `for ... break`
+        # to the cyclic GC, and the upstream connection open until it runs.
+        self._chunks = self._run(planner, watchdog)
 
     def __iter__(self) -> Iterator[Chunk]:
         return self._chunks
@@ -134,9 +136,8 @@ class ChatStream(_StreamBase):
     def close(self) -> None:
         self._chunks.close()
 
-    def _run(self) -> Generator[Chunk, None, None]:
-        planner = self._planner
-        watchdog = self._watchdog
+    @staticmethod
+    def _run(planner: Planner, watchdog: ThreadWatchdog) -> Generator[Chunk, None, None]:
         try:
             while True:
                 decision = planner.decide(monotonic())
@@ -170,7 +171,7 @@ class ChatStream(_StreamBase):
                         events.close()
                 if planner.finished(monotonic()) is not None:
                     return
-        except GeneratorExit:
+        except (GeneratorExit, KeyboardInterrupt, SystemExit):
             planner.cancelled(monotonic())
             raise
 
@@ -180,7 +181,7 @@ class AsyncChatStream(_StreamBase):
 
     def __init__(self, planner: Planner) -> None:
         super().__init__(planner)
-        self._chunks = self._run()
+        self._chunks = self._run(planner)  # not holding `self` (see ChatStream)
 
     def __aiter__(self) -> AsyncIterator[Chunk]:
         return self._chunks
@@ -198,8 +199,8 @@ class AsyncChatStream(_StreamBase):
     async def aclose(self) -> None:
         await self._chunks.aclose()
 
-    async def _run(self) -> AsyncGenerator[Chunk, None]:
-        planner = self._planner
+    @staticmethod
+    async def _run(planner: Planner) -> AsyncGenerator[Chunk, None]:
         try:
             while True:
                 decision = planner.decide(monotonic())
@@ -235,7 +236,7 @@ class AsyncChatStream(_StreamBase):
                         await _close_quietly(events)
                 if planner.finished(monotonic()) is not None:
                     return
-        except (GeneratorExit, asyncio.CancelledError):
+        except (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             planner.cancelled(monotonic())
             raise
 

@@ -281,6 +281,8 @@ class Telemetry:
 
 
 def _skip_code(attempt: Attempt) -> str:
+    """A low-cardinality code for a skip, from the planner's reasons (`Admission.reason`,
+    `Planner._skip_reason`): fit for a metric attribute, unlike the message with its seconds."""
     message = attempt.message or ""
     if message.startswith("breaker half-open"):
         return "breaker_half_open"
@@ -296,8 +298,8 @@ def _skip_code(attempt: Attempt) -> str:
 class TracingObserver(Observer):
     """The spans and metrics of one call. Every hook runs at most once per attempt; nothing per chunk."""
 
-    __slots__ = ("_attempt_attrs", "_attempt_span", "_call", "_call_ctx", "_ended", "_ins", "_made", "_parent",
-                 "_skipped", "_telemetry")
+    __slots__ = ("_attempt_attrs", "_attempt_span", "_call", "_call_ctx", "_continuing", "_ended", "_ins", "_made",
+                 "_parent", "_resumed", "_skipped", "_telemetry")
 
     def __init__(self, telemetry: Telemetry, parent: otel_context.Context) -> None:
         self._telemetry = telemetry
@@ -309,6 +311,8 @@ class TracingObserver(Observer):
         self._attempt_attrs: dict[str, AttributeValue] = {}  # the metric attributes of the live attempt
         self._made = 0
         self._skipped: list[str] = []
+        self._continuing = False  # the live attempt continues delivered text
+        self._resumed = False  # a continuation delivered text (what Result.resumed says, also for failed calls)
         self._ended = False
 
     # ---- the call
@@ -348,7 +352,7 @@ class TracingObserver(Observer):
                     span.set_attribute(GEN_AI_OUTPUT_MESSAGES, self._telemetry.scrub(
                         _output_json(result.text, result.finish_reason or "stop")))
             else:
-                span.set_attribute(FAILOVER_RESUMED, False)
+                span.set_attribute(FAILOVER_RESUMED, self._resumed)
             if cancelled:
                 span.set_attribute(FAILOVER_CANCELLED, True)
             elif error is not None:
@@ -367,6 +371,7 @@ class TracingObserver(Observer):
         if self._attempt_span is not None:  # defensive: never leave a span open
             self._attempt_span.end()
         self._made += 1
+        self._continuing = continuing
         provider = route.provider
         model = provider.model
         address, port = provider.server_address
@@ -424,6 +429,8 @@ class TracingObserver(Observer):
         cancelled = attempt.error_type == "cancelled" and attempt.error_class == "caller"
         failed = attempt.outcome != "ok" and not cancelled
         outcome = "cancelled" if cancelled else attempt.outcome
+        if self._continuing and attempt.first_chunk_s is not None:
+            self._resumed = True
         if span is not None:
             _add_breaker_events(span, _take_changes(attempt.provider))
             if span.is_recording():
@@ -601,13 +608,16 @@ def setup_telemetry(settings: TelemetrySettings, *, processors: Sequence[SpanPro
         return True
 
 
-def flush_telemetry(timeout_s: float = 5.0) -> None:
-    """Export what the SDK providers installed by `setup_telemetry` still hold (CLI, demo)."""
+def flush_telemetry(timeout_s: float = 5.0) -> bool:
+    """Export what the SDK providers installed by `setup_telemetry` still hold (CLI, demo). False when
+    an export failed or timed out."""
     millis = int(timeout_s * 1000)
+    ok = True
     if _installed_tracer_provider is not None:
-        _installed_tracer_provider.force_flush(millis)
+        ok = bool(_installed_tracer_provider.force_flush(millis)) and ok
     if _installed_meter_provider is not None:
-        _installed_meter_provider.force_flush(millis)
+        ok = bool(_installed_meter_provider.force_flush(millis)) and ok
+    return ok
 
 
 # ---------------------------------------------------------------- the CLI's trace tree
@@ -637,7 +647,8 @@ def format_trace(spans: Iterable[ReadableSpan]) -> str:
         head += [f"{k.removeprefix('failover.')}={_fmt_attr(attrs[k])}"
                  for k in (FAILOVER_PROVIDER, FAILOVER_ATTEMPTS, FAILOVER_RESUMED, FAILOVER_SKIPPED, ERROR_TYPE,
                            FAILOVER_CANCELLED) if k in attrs]
-        lines.append("  ".join(head))
+        head.append(_why(root))
+        lines.append("  ".join(p for p in head if p))
         items: list[tuple[int, str]] = []
         for event in root.events:
             if event.name == EVENT_SKIPPED:
@@ -660,8 +671,16 @@ def _duration(span: ReadableSpan) -> str:
 def _status(span: ReadableSpan) -> str:
     code = span.status.status_code
     if code is StatusCode.ERROR:
-        return f"ERROR({span.status.description})" if span.status.description else "ERROR"
+        return "ERROR"
     return "OK" if code is StatusCode.OK else "UNSET"
+
+
+def _why(span: ReadableSpan, limit: int = 100) -> str:
+    """The ERROR status description, shortened, for the end of a line."""
+    text = span.status.description if span.status.status_code is StatusCode.ERROR else None
+    if not text:
+        return ""
+    return "- " + (text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def _attempt_line(span: ReadableSpan) -> str:
@@ -684,5 +703,6 @@ def _attempt_line(span: ReadableSpan) -> str:
         if event.name == EVENT_BREAKER:
             ea: Mapping[str, Any] = event.attributes or {}
             parts.append(f"breaker {ea.get(FAILOVER_BREAKER_FROM)}->{ea.get(FAILOVER_BREAKER_TO)}")
-    return "  ".join(parts)
+    parts.append(_why(span))
+    return "  ".join(p for p in parts if p)
 

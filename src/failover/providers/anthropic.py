@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Any, cast
 
 import anthropic
@@ -21,6 +23,14 @@ FINISH_REASONS = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+
+
+@functools.cache
+def _warn_sampling_dropped() -> None:
+    # The Messages API of this SDK has no temperature or top_p: sending them would fail every call.
+    logging.getLogger("failover").warning(
+        "anthropic: temperature and top_p are not Messages API parameters in anthropic %s; not sent",
+        anthropic.__version__)
 
 
 class AnthropicDecoder(Decoder):
@@ -50,6 +60,7 @@ class AnthropicProvider(Provider):
     default_base_url = DEFAULT_BASE_URL
     sdk_client = anthropic.Anthropic
     sdk_async_client = anthropic.AsyncAnthropic
+    sdk_create = anthropic.resources.messages.Messages.create
 
     def client_kwargs(self) -> dict[str, Any]:
         # The SDK obeys any Retry-After, even 600 s: max_retries=0 (set by the base) matters here.
@@ -65,10 +76,8 @@ class AnthropicProvider(Provider):
         system = request.system
         if system is not None:
             body["system"] = system
-        for name in ("temperature", "top_p"):
-            value = getattr(request, name)
-            if value is not None:
-                body[name] = value
+        if request.temperature is not None or request.top_p is not None:
+            _warn_sampling_dropped()
         if request.stop is not None:
             body["stop_sequences"] = list(request.stop)
         return body

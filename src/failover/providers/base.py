@@ -7,6 +7,7 @@ knows whether the terminal event arrived: a stream without it is cut, never comp
 
 from __future__ import annotations
 
+import inspect
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -80,6 +81,11 @@ class Provider(ABC):
     default_base_url: str
     sdk_client: Callable[..., Any]
     sdk_async_client: Callable[..., Any]
+    sdk_create: Callable[..., Any]  # the SDK's streaming create(): its keywords are what `params:` may set
+
+    @classmethod
+    def accepted_params(cls) -> frozenset[str]:
+        return frozenset(inspect.signature(cls.sdk_create).parameters) - {"self"}
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config

@@ -39,6 +39,7 @@ class OpenAIProvider(Provider):
     default_base_url = DEFAULT_BASE_URL
     sdk_client = openai.OpenAI
     sdk_async_client = openai.AsyncOpenAI
+    sdk_create = openai.resources.chat.completions.Completions.create
 
     def _body(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = dict(self.config.params)

@@ -1,0 +1,77 @@
+"""`failover status`: each provider's breaker as the fleet sees it (from Redis), and what
+`failover check` says about the breaker storage."""
+
+from __future__ import annotations
+
+from failover.config import Config, _mask_url
+from failover.policies.redis_breaker import (
+    REDIS_MISSING,
+    RedisBreakerStorage,
+    RedisLink,
+    SharedSnapshot,
+    key_prefix,
+    namespace_for,
+    redis_available,
+)
+
+MEMORY_NOTE = ("storage: memory: the breaker lives in each process's memory, so a fresh process cannot "
+               "see it (set breaker.storage: redis://host:6379/0 to share it across processes and see it here)")
+
+
+def storage_problems(config: Config) -> list[str]:
+    """What `failover check` reports about `breaker.storage` (empty when all is well)."""
+    if any(p.breaker.storage != "memory" for p in config.providers) and not redis_available():
+        return [REDIS_MISSING]
+    return []
+
+
+def _probe(snap: SharedSnapshot) -> str:
+    if snap.state == "open":
+        return f"in {snap.probe_in:.1f}s" if snap.probe_in > 0 else "due (the next call probes)"
+    if snap.state == "half-open":
+        if snap.probe_lease is not None:
+            return f"in flight (lease ends in {snap.probe_lease:.1f}s)"
+        return "due (the next call probes)"
+    return "-"
+
+
+def status_report(config: Config) -> tuple[str, int]:
+    """The text `failover status` prints and its exit code (1 when a Redis storage is unusable)."""
+    lines = [f"config: {config.source}"]
+    problems = storage_problems(config)
+    if problems:
+        return "\n".join([*lines, *(f"error: {p}" for p in problems)]), 1
+    code = 0
+    links: dict[str, RedisLink] = {}
+    rows: list[tuple[str, ...]] = []
+    notes: list[str] = []
+    try:
+        for p in config.providers:
+            url = p.breaker.storage
+            if url == "memory":
+                rows.append((p.name, "(per process)", "", "", "memory"))
+                if MEMORY_NOTE not in notes:
+                    notes.append(MEMORY_NOTE)
+                continue
+            link = links.get(url)
+            if link is None:
+                link = links[url] = RedisLink(url)
+            prefix = key_prefix(namespace_for(p, config.telemetry.service_name), p.name)
+            snap = RedisBreakerStorage(link, prefix).snapshot(p.breaker.reset_timeout)
+            where = f"{_mask_url(url)} {prefix}"
+            if snap is None:
+                rows.append((p.name, "(unknown)", "", "", f"{where}: Redis unreachable"))
+                code = 1
+                continue
+            trips = f", opened {snap.trips}x" if snap.trips else ""
+            rows.append((p.name, snap.state, f"{snap.failures}/{p.breaker.fail_max}{trips}", _probe(snap), where))
+    finally:
+        for link in links.values():
+            link.close()
+    header = ("provider", "state", "failures", "next probe", "storage / keys")
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    lines.extend(notes)
+    return "\n".join(line.rstrip() for line in lines), code
