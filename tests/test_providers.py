@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
+from tests.conftest import MESSAGES, OTHER, make_router, provider_entry, run_sync
 
 from failover import AllProvidersFailed, ConfigError, Router
 from failover.emulator import steps
-from tests.conftest import MESSAGES, OTHER, make_router, provider_entry, run_sync
 
 
 def test_system_messages_become_anthropics_system_parameter(emu):

@@ -10,10 +10,10 @@ import asyncio
 import time
 
 import pytest
+from tests.conftest import MESSAGES, OTHER, make_router, provider_entry, run_sync
 
 from failover import StreamInterrupted
 from failover.emulator import steps
-from tests.conftest import MESSAGES, OTHER, make_router, provider_entry, run_sync
 
 CUTS = {
     "close": lambda after: steps.cut(after=after, how="close"),
