@@ -41,7 +41,7 @@ def run(emus: Emulators, quick: bool) -> list[Row]:
     server = emus.start("openai", answer(CHUNKS))
     rows: list[Row] = []
     for mode, streams in (("async", 300 if quick else 1000), ("threads", 100)):
-        results = alternate(server, mode, streams, repeats=1 if quick else 3)
+        results = alternate(server, mode, streams, repeats=1 if quick else 2)
         fig = f"3 {streams} concurrent, {'asyncio' if mode == 'async' else 'threads'}"
         ours, raw = results["router"], results["raw"]
         rows += [

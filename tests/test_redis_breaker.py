@@ -156,18 +156,21 @@ def test_failure_counter_and_trip_are_atomic_across_processes(fleet, redis_serve
     assert sum(trips_here) == 1  # exactly one verdict, in one process, opened it
 
 
-def test_successes_racing_failures_never_lose_a_trip(redis_server):
-    """pybreaker's INCR-then-GET lets a success reset the counter between the two: the trip is lost.
-    The script counts and compares in one step: the failure that reaches fail_max always trips."""
+def test_stragglers_after_the_trip_change_nothing(redis_server):
+    """Verdicts of attempts admitted before the trip arrive after it: no overshoot, no second trip, and
+    a late success neither resets the counter nor closes the breaker (only the probe's can)."""
     link = RedisLink(redis_server.url)
+    storage = RedisBreakerStorage(link, key_prefix(unique(), "p"))
+    breaker = Breaker("p", BreakerSettings(fail_max=2, reset_timeout=60), probe_lease=5, shared=storage)
     try:
-        for _ in range(20):
-            breaker = Breaker("p", BreakerSettings(fail_max=2, reset_timeout=60), probe_lease=5,
-                              shared=RedisBreakerStorage(link, key_prefix(unique(), "p")))
-            breaker.failure(breaker.admit(time.monotonic()))
-            breaker.failure(breaker.admit(time.monotonic()))
-            breaker.success(breaker.admit(time.monotonic()))  # after the trip: changes nothing
-            assert breaker.state == "open" and breaker.fail_counter == 2 and breaker.trips_here == 1
+        admitted = [breaker.admit(time.monotonic()) for _ in range(5)]
+        assert all(a.allowed for a in admitted)
+        for a in admitted[:4]:
+            breaker.failure(a)
+        breaker.success(admitted[4])
+        assert breaker.state == "open" and breaker.fail_counter == 2 and breaker.trips_here == 1
+        snapshot = storage.snapshot(60)
+        assert snapshot is not None and snapshot.trips == 1
     finally:
         link.close()
 

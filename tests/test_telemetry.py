@@ -293,6 +293,19 @@ def test_retry_after_rate_limit(otel, emu, kind, call):
     assert durations == {"rate_limit": 1, None: 1}
 
 
+def test_retry_refused_by_the_budget_is_on_the_span(otel, emu, kind):
+    primary = emu[kind]
+    primary.script(steps.server_error(500), steps.server_error(500))
+    budget = {"ratio": 0.0, "min_retries": 0, "window": 10.0}
+    with router(primary, emu[OTHER[kind]], retry={"budget": budget}) as r:
+        out = run_sync(r)
+    assert out.result.provider == "fallback"
+    assert out.attempts[0].retry_refused == "budget"
+    first = one_call(otel).attempts[0]
+    assert attrs(first)["failover.retry.refused"] == "budget"
+    assert len(primary.requests) == 1
+
+
 def test_failover_to_the_next_provider(otel, emu, kind, call):
     primary, fallback = emu[kind], emu[OTHER[kind]]
     primary.script(steps.quota())

@@ -100,6 +100,7 @@ FAILOVER_PROVIDER_ATTEMPT = "failover.attempt.provider_attempt"  # number within
 FAILOVER_OUTCOME = "failover.outcome"  # ok | error | cancelled | skipped
 FAILOVER_BACKOFF_S = "failover.backoff_s"  # slept before this attempt
 FAILOVER_BREAKER_STATE = "failover.breaker.state"  # right after this attempt's verdict
+FAILOVER_RETRY_REFUSED = "failover.retry.refused"  # why a retry the policy allowed was refused ("budget")
 FAILOVER_BREAKER_PROBE = "failover.breaker.probe"  # this attempt is the half-open breaker's probe
 FAILOVER_PREVIOUS_FAILURE = "failover.previous_failure"  # error.type of the attempt before this one
 FAILOVER_ERROR_CLASS = "failover.error.class"  # taxonomy class: transient, silent, unusable, ...
@@ -483,6 +484,8 @@ class TracingObserver(Observer):
                 attrs[HTTP_RESPONSE_STATUS_CODE] = attempt.status_code
             if attempt.retry_after is not None:
                 attrs[FAILOVER_RETRY_AFTER] = attempt.retry_after
+            if attempt.retry_refused is not None:
+                attrs[FAILOVER_RETRY_REFUSED] = attempt.retry_refused
         span.set_attributes(attrs)
         if failed:
             message = self._telemetry.scrub(attempt.message or attempt.error_type or "error")
