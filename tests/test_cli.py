@@ -45,7 +45,7 @@ def test_check_names_file_key_path_and_line_of_an_error(tmp_path: Path):
     bad.write_text("providers:\n  - name: a\n    type: openai\n    model: m\n    api_key: k\n"
                    "    retry:\n      max_attempts: 0\n")
     out = failover("check", str(bad))
-    assert out.returncode == 1
+    assert out.returncode == 2
     assert f"{bad}:7" in out.stderr and "providers[0].retry.max_attempts" in out.stderr
 
 

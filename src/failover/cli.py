@@ -18,11 +18,7 @@ if TYPE_CHECKING:
 def _check(args: argparse.Namespace) -> int:
     from failover.config import describe, load_config
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    config = load_config(args.config)
     print(describe(config))
     from failover.status import storage_problems
 
@@ -40,12 +36,7 @@ def _status(args: argparse.Namespace) -> int:
     from failover.config import load_config
     from failover.status import status_report
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    text, code = status_report(config)
+    text, code = status_report(load_config(args.config))
     print(text)
     return code
 
@@ -97,9 +88,8 @@ def _stream(args: argparse.Namespace) -> int:
             sys.stdout.write("\n")
             for a in s.result.attempts:
                 print(a.line(), file=sys.stderr)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except ConfigError:
+        raise
     except FailoverError as e:
         print(f"\n{type(e).__name__}: {e}", file=sys.stderr)
         return 1
@@ -153,7 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stream.set_defaults(run=_stream)
 
     args = parser.parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except ConfigError as e:  # every command: the file, key path and line, and exit status 2
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return code
 
 
