@@ -42,7 +42,7 @@ class _Pump:
     __slots__ = ("_discard", "_first", "_hard", "_idle", "_model", "_name", "_parts", "_planner", "_poke",
                  "_seam", "_watch")
 
-    def __init__(self, planner: Planner, decision: Open, poke: Callable[[], None]) -> None:
+    def __init__(self, planner: Planner, decision: Open, poke: Callable[[float], None]) -> None:
         self._planner = planner
         self._parts = planner.parts
         self._watch = watch = decision.watch
@@ -59,7 +59,7 @@ class _Pump:
         if not watch.got_text:
             watch.got_text = True
             watch.deadline = min(monotonic() + self._idle, self._hard)
-            self._poke()  # the idle deadline may come before the first-token one did
+            self._poke(watch.deadline)  # the idle deadline may come before the first-token one did
         if self._seam is not None:
             text = self._seam.feed(text)
             if self._seam.done:

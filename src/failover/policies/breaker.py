@@ -202,6 +202,8 @@ class Breaker:
                 self._observe(got[0])
                 self._release_local(admission)
                 return
+        elif admission is ADMITTED and self._cb.current_state == CLOSED and self._cb.fail_counter == 0:
+            return  # the common case: pybreaker's call() would change nothing
         self._record(_succeed, admission)
 
     def failure(self, admission: Admission) -> None:

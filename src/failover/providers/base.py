@@ -7,6 +7,7 @@ knows whether the terminal event arrived: a stream without it is cut, never comp
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 from abc import ABC, abstractmethod
@@ -138,7 +139,7 @@ class Provider(ABC):
     @abstractmethod
     def decoder(self) -> Decoder: ...
 
-    @property
+    @functools.cached_property
     def server_address(self) -> tuple[str, int | None]:
         parts = urlsplit(self.base_url)
         default = 443 if parts.scheme == "https" else 80
