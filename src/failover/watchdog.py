@@ -69,13 +69,15 @@ class ThreadWatchdog:
 
 
 class LoopWatchdog:
-    """Schedules one `call_at` per watch on the running loop, re-armed only when it fires."""
+    """Schedules one `call_at` per watch on the running loop, re-armed only when it fires or when the
+    deadline moves earlier than the time it is set for."""
 
-    __slots__ = ("_handle", "_loop", "_watch")
+    __slots__ = ("_handle", "_loop", "_watch", "_when")
 
     def __init__(self, watch: Watch) -> None:
         self._watch = watch
         self._loop = asyncio.get_running_loop()
+        self._when = watch.deadline
         self._handle = self._loop.call_at(self._at(watch.deadline), self._fire)
 
     def _at(self, deadline: float) -> float:
@@ -85,11 +87,14 @@ class LoopWatchdog:
     def _fire(self) -> None:
         again = self._watch.check(time.monotonic())
         if again is not None:
+            self._when = again
             self._handle = self._loop.call_at(self._at(again), self._fire)
 
     def poke(self, deadline: float) -> None:
-        self._handle.cancel()
-        self._handle = self._loop.call_at(self._at(deadline), self._fire)
+        if deadline < self._when:  # a later deadline is found when the timer fires and looks again
+            self._handle.cancel()
+            self._when = deadline
+            self._handle = self._loop.call_at(self._at(deadline), self._fire)
 
     def cancel(self) -> None:
         self._handle.cancel()
