@@ -134,3 +134,13 @@ def test_result_before_the_end_is_an_error(emu, kind):
             assert "not finished" in str(e)
         else:
             raise AssertionError("result must not be available before the stream finished")
+
+
+def test_asyncio_run_twice_without_aclose_uses_a_fresh_client(emu, kind):
+    primary, fallback = emu[kind], emu["anthropic" if kind == "openai" else "openai"]
+    with make_router(primary, fallback) as router:
+        first = asyncio.run(router.acomplete(MESSAGES))
+        second = asyncio.run(router.acomplete(MESSAGES))  # a new event loop: the old client is dead
+    assert [a.outcome for a in first.attempts] == ["ok"]
+    assert [a.outcome for a in second.attempts] == ["ok"] and second.provider == "primary"
+    assert router.breaker("primary").fail_counter == 0

@@ -7,6 +7,7 @@ knows whether the terminal event arrived: a stream without it is cut, never comp
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import threading
@@ -95,6 +96,7 @@ class Provider(ABC):
         self._lock = threading.Lock()
         self._client: Any = None
         self._aclient: Any = None
+        self._aloop: asyncio.AbstractEventLoop | None = None
 
     @property
     def base_url(self) -> str:
@@ -112,9 +114,13 @@ class Provider(ABC):
             return self._client
 
     def async_client(self) -> Any:
+        # An async client's connections belong to the event loop they were opened on: a script that
+        # calls asyncio.run() twice must get a fresh client in the second loop, not a dead one.
+        loop = asyncio.get_running_loop()
         with self._lock:
-            if self._aclient is None:
+            if self._aclient is None or self._aloop is not loop:
                 self._aclient = self.sdk_async_client(**self.client_kwargs())
+                self._aloop = loop
             return self._aclient
 
     def close(self) -> None:
