@@ -15,7 +15,7 @@ import httpx2
 import openai
 import pydantic
 
-from failover.providers.base import MalformedEvent
+from failover.providers.base import InbandError, MalformedEvent
 
 
 class ErrorClass(StrEnum):
@@ -62,7 +62,6 @@ class AttemptTimeout(Exception):
 _TIMEOUTS = (openai.APITimeoutError, anthropic.APITimeoutError, httpx2.TimeoutException)
 _CONNECTION = (openai.APIConnectionError, anthropic.APIConnectionError, httpx2.TransportError)
 _STATUS = (openai.APIStatusError, anthropic.APIStatusError)
-_API = (openai.APIError, anthropic.APIError)
 _TRANSIENT_STATUS = {408: "timeout", 409: "conflict", 429: "rate_limit", 500: "server_error",
                      502: "bad_gateway", 503: "unavailable", 504: "gateway_timeout", 529: "overloaded"}
 _UNUSABLE_STATUS = {401: "auth", 402: "quota", 403: "permission", 404: "not_found"}
@@ -72,7 +71,6 @@ _FILTER_CODES = {"content_filter", "content_policy_violation"}
 _CONTEXT_PHRASES = ("prompt is too long", "maximum context length", "context window", "too many tokens")
 # Anthropic reports a content-filter refusal as a plain invalid_request_error; only the text tells.
 _FILTER_PHRASES = ("content filtering policy", "content policy", "usage policy", "safety system")
-_INBAND_TRANSIENT = {"overloaded_error", "api_error", "server_error", "rate_limit_error", "timeout_error"}
 
 
 def _fields(exc: BaseException) -> tuple[str, str, str]:
@@ -112,17 +110,13 @@ def _one_line(text: str, limit: int = 200) -> str:
 def classify_status(exc: BaseException, status: int) -> Failure:
     err_type, code, message = _fields(exc)
     response = getattr(exc, "response", None)
-    after = retry_after(response.headers) if status != 200 and response is not None else None
+    after = retry_after(response.headers) if response is not None else None
     reason = _one_line(message or err_type or str(exc))
     lowered = message.lower()
 
     def failure(cls: ErrorClass, name: str) -> Failure:
-        return Failure(cls, name, reason, status if status != 200 else None, after, exc)
+        return Failure(cls, name, reason, status, after, exc)
 
-    if status == 200:  # Anthropic's in-band `event: error` arrives with the stream's own status
-        if err_type in _INBAND_TRANSIENT:
-            return failure(ErrorClass.TRANSIENT, err_type.removesuffix("_error") or "stream_error")
-        return failure(ErrorClass.TRANSIENT, "stream_error")
     if code in _QUOTA_CODES or err_type in _QUOTA_CODES or "credit balance" in lowered:
         return failure(ErrorClass.UNUSABLE, "quota")
     if status in _UNUSABLE_STATUS:
@@ -170,12 +164,12 @@ def classify(exc: BaseException) -> Failure:
         else:
             name = "connection_reset"
         return Failure(ErrorClass.TRANSIENT, name, _one_line(str(cause or exc)) or name, exception=exc)
-    if isinstance(exc, _API):  # OpenAI's in-band {"error": ...} frame: an APIError with no status
+    if isinstance(exc, InbandError):  # an error event inside a 200 stream
         err_type, code, message = _fields(exc)
-        if code in _QUOTA_CODES:
+        if code in _QUOTA_CODES or err_type in _QUOTA_CODES:
             return Failure(ErrorClass.UNUSABLE, "quota", _one_line(message), exception=exc)
-        return Failure(ErrorClass.TRANSIENT, code or err_type or "stream_error",
-                       _one_line(message or str(exc)), exception=exc)
+        name = code or err_type.removesuffix("_error") or "stream_error"
+        return Failure(ErrorClass.TRANSIENT, name, _one_line(message or str(exc)), exception=exc)
     # Anything else (a TypeError from a bad `params:` entry, say) means this provider cannot serve
     # the call as configured; the next one may.
     return Failure(ErrorClass.UNUSABLE, type(exc).__name__, _one_line(str(exc)), exception=exc)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
-from typing import Any, cast
+from typing import Any
 
 import anthropic
 
-from failover.providers.base import AsyncEvents, CallTimeout, Decoder, Provider, SyncEvents
+from failover.providers.base import CallTimeout, Decoder, InbandError, Provider
 from failover.request import Request
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -36,22 +37,26 @@ def _warn_sampling_dropped() -> None:
 class AnthropicDecoder(Decoder):
     __slots__ = ()
 
-    def feed(self, event: Any) -> str:
-        kind = event.type
+    def dispatch(self, event: str, data: str) -> str:
+        body = json.loads(data)
+        kind = body["type"]
         if kind == "content_block_delta":
-            delta = event.delta
-            return delta.text if delta.type == "text_delta" else ""
+            delta = body["delta"]
+            return str(delta["text"]) if delta["type"] == "text_delta" else ""
         if kind == "message_start":
-            message = event.message
-            self.model = message.model
-            self.input_tokens = message.usage.input_tokens or 0
-            self.output_tokens = message.usage.output_tokens or 0
+            message = body["message"]
+            self.model = message.get("model")
+            usage = message.get("usage") or {}
+            self.input_tokens = usage.get("input_tokens") or 0
+            self.output_tokens = usage.get("output_tokens") or 0
         elif kind == "message_delta":
-            reason = event.delta.stop_reason
+            reason = body["delta"].get("stop_reason")
             self.finish_reason = FINISH_REASONS.get(reason, reason)
-            self.output_tokens = event.usage.output_tokens or self.output_tokens
+            self.output_tokens = (body.get("usage") or {}).get("output_tokens") or self.output_tokens
         elif kind == "message_stop":
             self.complete = True
+        elif kind == "error" or event == "error":
+            raise InbandError(body)
         return ""
 
 
@@ -82,13 +87,8 @@ class AnthropicProvider(Provider):
             body["stop_sequences"] = list(request.stop)
         return body
 
-    def open(self, request: Request, timeout: CallTimeout) -> SyncEvents:
-        stream = self.sync_client().messages.create(**self._body(request), timeout=timeout.for_sdk())
-        return cast(SyncEvents, stream)
-
-    async def aopen(self, request: Request, timeout: CallTimeout) -> AsyncEvents:
-        stream = await self.async_client().messages.create(**self._body(request), timeout=timeout.for_sdk())
-        return cast(AsyncEvents, stream)
+    def streaming(self, client: Any, request: Request, timeout: CallTimeout) -> Any:
+        return client.messages.with_streaming_response.create(**self._body(request), timeout=timeout.for_sdk())
 
     def decoder(self) -> Decoder:
         return AnthropicDecoder()

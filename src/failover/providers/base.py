@@ -27,10 +27,27 @@ class MalformedEvent(Exception):
     """An event the provider sent that is not a valid event of its protocol."""
 
 
-class Decoder(ABC):
-    """Turns one attempt's SDK events into text; collects usage, finish reason and completeness."""
+class InbandError(Exception):
+    """An error event inside a 200 stream: OpenAI's `{"error": ...}` frame, Anthropic's `event: error`.
+    `body` is the event's JSON, in the provider's own error shape."""
 
-    __slots__ = ("complete", "finish_reason", "input_tokens", "model", "output_tokens")
+    def __init__(self, body: dict[str, Any]) -> None:
+        error = body.get("error")
+        inner: dict[str, Any] = error if isinstance(error, dict) else body
+        super().__init__(str(inner.get("message") or "error event in the stream"))
+        self.body = body
+
+
+class Decoder(ABC):
+    """Turns one attempt's server-sent-event lines into text; collects usage, finish reason and
+    whether the terminal event arrived.
+
+    We read the SSE lines ourselves (through the SDK's public `with_streaming_response`), because
+    building the SDK's pydantic model per event costs more than everything else a chunk costs; the
+    SDK still builds the request and raises the HTTP status errors.
+    """
+
+    __slots__ = ("_data", "_event", "complete", "finish_reason", "input_tokens", "model", "output_tokens")
 
     def __init__(self) -> None:
         self.complete = False
@@ -38,10 +55,64 @@ class Decoder(ABC):
         self.input_tokens = 0
         self.output_tokens = 0
         self.model: str | None = None
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> str:
+        """One line of the SSE body in; the text it completes ("" for none). Raises `MalformedEvent`
+        for garbage and `InbandError` for an error event (WHATWG event-stream rules)."""
+        if not line:  # a blank line dispatches the event
+            data = self._data
+            if not data:
+                return ""
+            self._data = []
+            event, self._event = self._event, ""
+            try:
+                return self.dispatch(event, data[0] if len(data) == 1 else "\n".join(data))
+            except (KeyError, TypeError, AttributeError, IndexError) as e:
+                raise MalformedEvent(f"unexpected event: {data[0][:120]}") from e
+        if line.startswith("data:"):
+            self._data.append(line[6:] if line.startswith("data: ") else line[5:])
+        elif line.startswith("event:"):
+            self._event = line[6:].strip()
+        return ""  # comments (":"), id and retry fields carry nothing for us
 
     @abstractmethod
-    def feed(self, event: Any) -> str:
-        """The text the event carries ("" for none). Raises `MalformedEvent` for garbage."""
+    def dispatch(self, event: str, data: str) -> str:
+        """The text of one whole event."""
+
+
+class _Lines:
+    """The body's lines of one sync streaming response; closing it closes the connection."""
+
+    __slots__ = ("_manager", "response")
+
+    def __init__(self, manager: Any) -> None:
+        self._manager = manager
+        self.response: httpx2.Response = manager.__enter__().http_response
+
+    def __iter__(self) -> Iterator[str]:
+        return self.response.iter_lines()
+
+    def close(self) -> None:
+        self._manager.__exit__(None, None, None)
+
+
+class _AsyncLines:
+    __slots__ = ("_manager", "response")
+
+    def __init__(self, manager: Any) -> None:
+        self._manager = manager
+
+    async def enter(self) -> None:
+        self.response = (await self._manager.__aenter__()).http_response
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        lines: AsyncIterator[str] = self.response.aiter_lines()
+        return lines
+
+    async def close(self) -> None:
+        await self._manager.__aexit__(None, None, None)
 
 
 class SyncEvents(Protocol):
@@ -136,11 +207,17 @@ class Provider(ABC):
         self.close()
 
     @abstractmethod
+    def streaming(self, client: Any, request: Request, timeout: CallTimeout) -> Any:
+        """The SDK's `with_streaming_response.create(...)` context manager for this request."""
+
     def open(self, request: Request, timeout: CallTimeout) -> SyncEvents:
         """Send the request; return once the response headers arrived. Raises the SDK's errors."""
+        return _Lines(self.streaming(self.sync_client(), request, timeout))
 
-    @abstractmethod
-    async def aopen(self, request: Request, timeout: CallTimeout) -> AsyncEvents: ...
+    async def aopen(self, request: Request, timeout: CallTimeout) -> AsyncEvents:
+        lines = _AsyncLines(self.streaming(self.async_client(), request, timeout))
+        await lines.enter()
+        return lines
 
     @abstractmethod
     def decoder(self) -> Decoder: ...

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+import json
+from typing import Any
 
 import openai
 
-from failover.providers.base import AsyncEvents, CallTimeout, Decoder, MalformedEvent, Provider, SyncEvents
+from failover.providers.base import CallTimeout, Decoder, InbandError, MalformedEvent, Provider
 from failover.request import Request
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -15,22 +16,27 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 class OpenAIDecoder(Decoder):
     __slots__ = ()
 
-    def feed(self, event: Any) -> str:
-        choices = event.choices
+    def dispatch(self, event: str, data: str) -> str:
+        if data == "[DONE]":
+            return ""
+        chunk = json.loads(data)
+        choices = chunk.get("choices")
         if choices:
             choice = choices[0]
-            if choice.finish_reason is not None:
-                self.finish_reason = choice.finish_reason
+            if choice.get("finish_reason") is not None:
+                self.finish_reason = choice["finish_reason"]
                 self.complete = True
-                self.model = event.model
-            delta = choice.delta
-            return (delta.content or "") if delta is not None else ""
-        if event.usage is not None:
-            self.input_tokens = event.usage.prompt_tokens or 0
-            self.output_tokens = event.usage.completion_tokens or 0
-            return ""
-        if choices is None:  # the SDK builds chunks without validation: an unknown frame lands here
-            raise MalformedEvent(f"unexpected event without choices: {str(event)[:120]}")
+                self.model = chunk.get("model")
+            delta = choice.get("delta")
+            return (delta.get("content") or "") if delta else ""
+        if chunk.get("error"):
+            raise InbandError(chunk)
+        usage = chunk.get("usage")
+        if usage:
+            self.input_tokens = usage.get("prompt_tokens") or 0
+            self.output_tokens = usage.get("completion_tokens") or 0
+        elif choices is None:
+            raise MalformedEvent(f"unexpected event without choices: {data[:120]}")
         return ""
 
 
@@ -56,13 +62,9 @@ class OpenAIProvider(Provider):
             body["stop"] = list(request.stop)
         return body
 
-    def open(self, request: Request, timeout: CallTimeout) -> SyncEvents:
-        stream = self.sync_client().chat.completions.create(**self._body(request), timeout=timeout.for_sdk())
-        return cast(SyncEvents, stream)
-
-    async def aopen(self, request: Request, timeout: CallTimeout) -> AsyncEvents:
-        stream = await self.async_client().chat.completions.create(**self._body(request), timeout=timeout.for_sdk())
-        return cast(AsyncEvents, stream)
+    def streaming(self, client: Any, request: Request, timeout: CallTimeout) -> Any:
+        return client.chat.completions.with_streaming_response.create(**self._body(request),
+                                                                      timeout=timeout.for_sdk())
 
     def decoder(self) -> Decoder:
         return OpenAIDecoder()
