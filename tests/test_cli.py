@@ -85,4 +85,6 @@ def test_demo_tells_the_whole_failover_story():
     assert "skipped breaker open" in text
     assert "breaker openai: half-open -> closed" in text
     served = [line.split("served by ")[1].split()[0] for line in text.splitlines() if "served by" in line]
-    assert served[0] == "openai" and "anthropic" in served and served[-1] == "openai"
+    assert served[0] == "openai" and "anthropic" in served and served[-2] == "openai"
+    assert "timeout_idle" in text and served[-1] == "anthropic"  # scene 7: stalled, continued elsewhere
+    assert "resumed: one answer from 2 providers; exactly the whole answer, nothing repeated or lost: yes" in text

@@ -3,7 +3,9 @@
 The story, told by the real router over real sockets (no API keys): the emulated OpenAI (gpt-4o)
 answers; it rate-limits with Retry-After and the router waits as told; it goes down, retries run
 out and Anthropic serves; the breaker trips and OpenAI is skipped without a request; OpenAI
-recovers, one probe goes through after reset_timeout, and traffic returns to it.
+recovers, one probe goes through after reset_timeout, and traffic returns to it. Last, OpenAI stalls
+in the middle of an answer: after `idle` the answer continues on Anthropic, which starts its answer
+over, and the repeated part is dropped, so the caller gets exactly one whole answer.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def _call(router: Router, p: _Printer) -> None:
 
 def _stream(router: Router, p: _Printer) -> None:
     shown = 0
-    started = False
+    current = ""
     t0 = time.monotonic()
     try:
         with router.stream(PROMPT) as stream:
@@ -85,13 +87,18 @@ def _stream(router: Router, p: _Printer) -> None:
                 while shown < len(stream.attempts):
                     p.attempt(stream.attempts[shown])
                     shown += 1
-                if not started:
+                if chunk.provider != current or not p.midline:
+                    current = chunk.provider
                     p.text(f"   [{chunk.provider}] ")
-                    started = True
                 p.text(chunk.text)
-            for a in stream.result.attempts[shown:]:
+            result = stream.result
+            for a in result.attempts[shown:]:
                 p.attempt(a)
-            p.line(p.paint(f"   served by {stream.result.provider} in {time.monotonic() - t0:.2f}s", "2"))
+            p.line(p.paint(f"   served by {result.provider} in {time.monotonic() - t0:.2f}s", "2"))
+            if result.resumed:
+                whole = "yes" if result.text == ANSWER else "NO"
+                p.line(p.paint(f"   resumed: one answer from {len({c.provider for c in result.attempts})} "
+                               f"providers; exactly the whole answer, nothing repeated or lost: {whole}", "2"))
     except FailoverError as e:
         for a in e.attempts[shown:]:
             p.attempt(a)
@@ -175,5 +182,11 @@ def _story(p: _Printer, *, chunk_delay: float, reset_timeout: float) -> None:
 
         p.heading("6. Traffic is back on OpenAI")
         _call(router, p)
-        p.out.write(f"\nOpenAI received {outage_hits + len(oai.requests)} requests in all, "
+        p.out.write(f"\nOpenAI received {outage_hits + len(oai.requests)} requests in scenes 1-6, "
                     f"{outage_hits} of them before it recovered; the breaker kept the rest away.\n")
+
+        p.heading("7. OpenAI stalls mid-answer: the answer continues on Anthropic, which starts over; "
+                  "the repeat is dropped")
+        oai.script(steps.stall(after=12))
+        ant.continuation = "naive"  # a model that restarts its answer from the beginning
+        _call(router, p)
