@@ -240,25 +240,7 @@ class Planner:
     def failed(self, exc: BaseException, now: float, timed_out: Watch | None = None) -> None:
         """An attempt failed. `timed_out` is its watch when our own deadline cut it."""
         live = self._require_live()
-        if timed_out is not None and timed_out.fired is not None:
-            kind = timed_out.fired
-            timeout = AttemptTimeout(kind, timed_out.seconds(kind))
-            timeout.__cause__ = exc
-            exc = timeout
-        failure = classify(exc)
-        if failure.error_type == "timeout_first_token" and timed_out is not None \
-                and timed_out.hard <= timed_out.first_token_at and now >= timed_out.hard - 0.005:
-            # The header wait was cut short by the call's deadline, not by the provider's silence.
-            failure = replace(failure, error_class=ErrorClass.TRANSIENT, error_type="timeout_total",
-                              message="call deadline reached while waiting for the response")
-        key = route_key(live.route)
-        if key and key in failure.message:  # a provider that echoes the key must not leak it
-            failure = replace(failure, message=failure.message.replace(key, "***"))
-        if live.continuing and failure.error_class is ErrorClass.REJECTED:
-            # The provider refused our continuation (an assistant prefill, say): a failure of this
-            # attempt, never the final error that would hide the original cut.
-            failure = Failure(ErrorClass.WRONG_FIT, "continuation_rejected", failure.message,
-                              failure.status_code, None, failure.exception)
+        failure = self._failure(exc, live, now, timed_out)
         route = live.route
         if failure.breaker_failure:
             route.breaker.failure(live.admission)
@@ -287,6 +269,29 @@ class Planner:
             self._backoff = retry_in
             return
         self._next_route()
+
+    def _failure(self, exc: BaseException, live: _Live, now: float, timed_out: Watch | None) -> Failure:
+        """The taxonomy's verdict on one attempt's failure, with what only the planner knows."""
+        if timed_out is not None and timed_out.fired is not None:
+            kind = timed_out.fired
+            timeout = AttemptTimeout(kind, timed_out.seconds(kind))
+            timeout.__cause__ = exc
+            exc = timeout
+        failure = classify(exc)
+        if failure.error_type == "timeout_first_token" and timed_out is not None \
+                and timed_out.hard <= timed_out.first_token_at and now >= timed_out.hard - 0.005:
+            # The header wait was cut short by the call's deadline, not by the provider's silence.
+            failure = replace(failure, error_class=ErrorClass.TRANSIENT, error_type="timeout_total",
+                              message="call deadline reached while waiting for the response")
+        key = route_key(live.route)
+        if key and key in failure.message:  # a provider that echoes the key must not leak it
+            failure = replace(failure, message=failure.message.replace(key, "***"))
+        if live.continuing and failure.error_class is ErrorClass.REJECTED:
+            # The provider refused our continuation (an assistant prefill, say): a failure of this
+            # attempt, never the final error that would hide the original cut.
+            failure = Failure(ErrorClass.WRONG_FIT, "continuation_rejected", failure.message,
+                              failure.status_code, None, failure.exception)
+        return failure
 
     def _retry(self, route: Route, failure: Failure, now: float) -> tuple[float | None, str | None]:
         """The backoff before another attempt on the same provider (None: move on), and why a retry
