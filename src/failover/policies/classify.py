@@ -13,7 +13,6 @@ from typing import Any
 import anthropic
 import httpx2
 import openai
-import pydantic
 
 from failover.providers.base import InbandError, MalformedEvent
 
@@ -145,7 +144,7 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, Truncated):
         return Failure(ErrorClass.TRANSIENT, "cut", str(exc) or "stream ended without its terminal event",
                        exception=exc)
-    if isinstance(exc, (MalformedEvent, json.JSONDecodeError, pydantic.ValidationError)):
+    if isinstance(exc, (MalformedEvent, json.JSONDecodeError)):
         return Failure(ErrorClass.TRANSIENT, "malformed_event", _one_line(str(exc)), exception=exc)
     if isinstance(exc, _STATUS):
         return classify_status(exc, exc.status_code)
