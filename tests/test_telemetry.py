@@ -43,7 +43,8 @@ from tests.conftest import FAST_DEFAULTS, MESSAGES, OTHER, provider_entry, run_a
 from failover import AllProvidersFailed, RequestRejected, Router
 from failover.config import TelemetrySettings
 from failover.emulator import Emulator, steps
-from failover.telemetry import CONTENT_ATTRIBUTES, format_trace, setup_telemetry
+from failover.otel_sdk import format_trace, setup_telemetry
+from failover.telemetry import CONTENT_ATTRIBUTES
 
 KEY = "sk-test-FAKE-7f3a9c1e5b2d4680-KEY"  # distinctive: searched for in everything exported
 
@@ -872,6 +873,6 @@ def test_demo_otlp_without_a_receiver_fails_fast(capsys):
     dead = f"http://127.0.0.1:{free_port()}"
     assert main(["demo", "--otlp", dead]) == 2
     assert f"no OTLP receiver at {dead}" in capsys.readouterr().err
-    import failover.telemetry
+    import failover.otel_sdk
 
-    assert failover.telemetry._installed_tracer_provider is None  # nothing installed on the way out
+    assert failover.otel_sdk._installed_tracer_provider is None  # nothing installed on the way out

@@ -51,7 +51,7 @@ def _trace_capture(settings: TelemetrySettings) -> InMemorySpanExporter | None:
     except ImportError:
         print("warning: --trace needs the OpenTelemetry SDK: pip install 'failover[telemetry]'", file=sys.stderr)
         return None
-    from failover.telemetry import setup_telemetry
+    from failover.otel_sdk import setup_telemetry
 
     memory = InMemorySpanExporter()
     processor = SimpleSpanProcessor(memory)
@@ -95,7 +95,7 @@ def _stream(args: argparse.Namespace) -> int:
         return 1
     finally:
         if memory is not None:
-            from failover.telemetry import flush_telemetry, format_trace
+            from failover.otel_sdk import flush_telemetry, format_trace
 
             flush_telemetry()
             print(format_trace(memory.get_finished_spans()), file=sys.stderr)

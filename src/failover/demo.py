@@ -113,7 +113,7 @@ def _otlp(endpoint: str) -> str:
     from urllib.parse import urlsplit
 
     from failover.config import TelemetrySettings
-    from failover.telemetry import setup_telemetry
+    from failover.otel_sdk import setup_telemetry
 
     settings = TelemetrySettings(exporter="otlp", service_name="failover-demo")
     if endpoint:
@@ -138,7 +138,7 @@ def run_demo(out: TextIO = sys.stdout, *, color: bool | None = None, chunk_delay
         _story(p, chunk_delay=chunk_delay, reset_timeout=reset_timeout)
     finally:
         if target is not None:
-            from failover.telemetry import flush_telemetry
+            from failover.otel_sdk import flush_telemetry
 
             if flush_telemetry():
                 p.out.write(f"\nTraces exported over OTLP to {target} (service failover-demo); in Jaeger: "
