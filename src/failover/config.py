@@ -43,6 +43,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from failover.errors import ConfigError
+from failover.redact import mask_secret, mask_url
 
 __all__ = [
     "BreakerSettings",
@@ -107,18 +108,13 @@ def _cross_field(message: str, *fields: str) -> PydanticCustomError:
     return PydanticCustomError(_CROSS_FIELD, message, {"fields": fields})
 
 
-def _mask_url(url: str) -> str:
-    """The URL with any password replaced: a Redis URL may carry one."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1****@", url)
-
-
 def _check_http_url(value: str, what: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise PydanticCustomError(
             "url",
             "{what} must be an http:// or https:// URL (got '{got}')",
-            {"what": what, "got": _mask_url(value)},
+            {"what": what, "got": mask_url(value)},
         )
     return value
 
@@ -186,7 +182,12 @@ class BreakerSettings(BaseModel):
 
     model_config = _SETTINGS
 
+    # It opens when the last `fail_max` verdicts were failures and at least `failure_rate` of the
+    # verdicts in the last `window` seconds were failures: a provider that is down trips after
+    # `fail_max` failures, one that merely fails now and then (a brownout) stays closed.
     fail_max: Annotated[_Int, Field(ge=1)] = 5
+    failure_rate: Annotated[_Number, Field(ge=0, le=1)] = 0.5  # 0: consecutive failures alone decide
+    window: Annotated[_Seconds, Field(gt=0, le=3600)] = 10.0
     reset_timeout: Annotated[_Seconds, Field(gt=0)] = 15.0
     storage: str = "memory"  # "memory" or a redis:// / rediss:// URL (state shared across processes)
     # The Redis key namespace (failover:<namespace>:<provider>:…); None: derived from the config, see
@@ -212,22 +213,22 @@ class BreakerSettings(BaseModel):
             parts.port  # noqa: B018 - evaluated for its ValueError on a bad port
         except ValueError:
             problem = "storage URL has an invalid port (got '{got}')"
-            raise PydanticCustomError("storage", problem, {"got": _mask_url(value)}) from None
+            raise PydanticCustomError("storage", problem, {"got": mask_url(value)}) from None
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise PydanticCustomError("storage", problem, {"got": _mask_url(value)})
+            raise PydanticCustomError("storage", problem, {"got": mask_url(value)})
         db = parts.path.lstrip("/")
         if db and not db.isdigit():
             raise PydanticCustomError(
                 "storage",
                 "storage URL's database must be a number, as in redis://host:6379/0 (got '{got}')",
-                {"got": _mask_url(value)},
+                {"got": mask_url(value)},
             )
         return value
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         # A Redis URL may carry a password; repr must not show it.
         for name, value in super().__repr_args__():
-            yield name, (_mask_url(value) if name == "storage" and isinstance(value, str) else value)
+            yield name, (mask_url(value) if name == "storage" and isinstance(value, str) else value)
 
 
 class TimeoutSettings(BaseModel):
@@ -955,7 +956,7 @@ class _Checker:
             and not (isinstance(value, float) and math.isnan(value))
             and len(repr(value)) <= 60
         ):
-            message += f" (got {_mask_url(value) if isinstance(value, str) else value!r})"
+            message += f" (got {mask_url(value) if isinstance(value, str) else value!r})"
         return message
 
 
@@ -1106,13 +1107,6 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
 # --------------------------------------------------------------------------- describe
 
 
-def mask_secret(value: str | None) -> str:
-    """A secret as it may be shown: the last 4 characters only of a long one, nothing of a short one."""
-    if not value:
-        return "(none)"
-    return "****" + value[-4:] if len(value) >= 16 else "****"
-
-
 _SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|authorization|auth|cookie", re.IGNORECASE)
 
 
@@ -1141,7 +1135,7 @@ def _fields(model: BaseModel) -> str:
         elif value is None and name == "budget":
             shown = "off"
         elif isinstance(value, str):
-            shown = _mask_url(value)
+            shown = mask_url(value)
         elif isinstance(value, float):
             shown = f"{value:g}" if name in ("multiplier", "ratio") else f"{value:g}s"
         elif value is None and name == "namespace":
@@ -1168,7 +1162,7 @@ def describe(cfg: Config) -> str:
     for number, p in enumerate(cfg.providers, 1):
         out.append(f"  {number}. {p.name}  (type {p.type}, model {p.model})")
         rows: list[tuple[str, str]] = [
-            ("base_url", _mask_url(p.base_url) if p.base_url else "(the provider's default)"),
+            ("base_url", mask_url(p.base_url) if p.base_url else "(the provider's default)"),
             ("api_key", _key_line(p)),
             ("max_tokens", str(p.max_tokens) if p.max_tokens is not None else "(none: the call's, if given)"),
             ("retry", _fields(p.retry)),
@@ -1187,7 +1181,7 @@ def describe(cfg: Config) -> str:
         out.extend(f"       {label + ':':<12} {text}" for label, text in rows)
     t = cfg.telemetry
     out.append(
-        f"telemetry: exporter={t.exporter} endpoint={_mask_url(t.endpoint)} service_name={t.service_name} "
+        f"telemetry: exporter={t.exporter} endpoint={mask_url(t.endpoint)} service_name={t.service_name} "
         f"capture_content={_flag(t.capture_content)}"
     )
     unusable = [p.name for p in cfg.providers if not p.usable]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from failover.config import Config, _mask_url
+from failover.config import Config
 from failover.policies.redis_breaker import (
     REDIS_MISSING,
     RedisBreakerStorage,
@@ -13,6 +13,7 @@ from failover.policies.redis_breaker import (
     namespace_for,
     redis_available,
 )
+from failover.redact import mask_url
 
 MEMORY_NOTE = ("storage: memory: the breaker lives in each process's memory, so a fresh process cannot "
                "see it (set breaker.storage: redis://host:6379/0 to share it across processes and see it here)")
@@ -58,7 +59,7 @@ def status_report(config: Config) -> tuple[str, int]:
                 link = links[url] = RedisLink(url)
             prefix = key_prefix(namespace_for(p, config.telemetry.service_name), p.name)
             snap = RedisBreakerStorage(link, prefix).snapshot(p.breaker.reset_timeout)
-            where = f"{_mask_url(url)} {prefix}"
+            where = f"{mask_url(url)} {prefix}"
             if snap is None:
                 rows.append((p.name, "(unknown)", "", "", f"{where}: Redis unreachable"))
                 code = 1

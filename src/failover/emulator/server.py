@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import logging
+import random
 import socket
 import struct
 import threading
@@ -93,6 +94,7 @@ class Emulator:
         self._cond = threading.Condition()
         self._script: deque[Step] = deque()
         self._down: tuple[float, Step] | None = None
+        self._chaos: tuple[float, tuple[Step, ...], random.Random] | None = None
         self._records: list[Record] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -149,9 +151,7 @@ class Emulator:
 
     def script(self, *steps: Step) -> None:
         """Queue steps; each request takes the next one, and gets the healthy answer once none are left."""
-        for step in steps:
-            if not isinstance(step, Step):
-                raise TypeError(f"not a step: {step!r} (use the factories in failover.emulator.steps)")
+        _check_steps(steps)
         with self._cond:
             self._script.extend(steps)
 
@@ -160,11 +160,23 @@ class Emulator:
         with self._cond:
             self._down = (time.monotonic() + seconds, step or script.server_error(503))
 
+    def chaos(self, rate: float, faults: Sequence[Step], *, seed: int | None = None) -> None:
+        """Once the script is empty, answer each request with a random step of `faults` with
+        probability `rate` (the healthy answer otherwise); `rate=0` switches it off."""
+        if not 0 <= rate <= 1:
+            raise ValueError(f"rate must be between 0 and 1, not {rate!r}")
+        if rate and not faults:
+            raise ValueError("chaos needs at least one fault step")
+        _check_steps(faults)
+        with self._cond:
+            self._chaos = (rate, tuple(faults), random.Random(seed)) if rate else None
+
     def reset(self) -> None:
-        """Forget the script, the down window and the records (requests still running are not stopped)."""
+        """Forget the script, the down window, chaos and the records (requests still running are not stopped)."""
         with self._cond:
             self._script.clear()
             self._down = None
+            self._chaos = None
             self._records = []
 
     @property
@@ -252,7 +264,13 @@ class Emulator:
                 return script.auth(), chat
             if self.reject_prefill and chat.prefill:
                 return script.bad_request(PREFILL_MESSAGE), chat
-            return (self._script.popleft() if self._script else script.ok()), chat
+            if self._script:
+                return self._script.popleft(), chat
+            if self._chaos is not None:
+                rate, faults, rng = self._chaos
+                if rng.random() < rate:
+                    return rng.choice(faults), chat
+            return script.ok(), chat
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -306,6 +324,12 @@ class Emulator:
                 await watcher
             self._ended(record)
         return not (x.aborted or gone)
+
+
+def _check_steps(steps: Sequence[Step]) -> None:
+    for step in steps:
+        if not isinstance(step, Step):
+            raise TypeError(f"not a step: {step!r} (use the factories in failover.emulator.steps)")
 
 
 def _authorised(headers: Sequence[tuple[bytes, bytes]]) -> bool:

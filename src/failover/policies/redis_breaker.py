@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pybreaker
 
+from failover.redact import mask_url
+
 if TYPE_CHECKING:
     from failover.config import ProviderConfig
 
@@ -94,10 +96,6 @@ def key_prefix(namespace: str, provider: str) -> str:
     return f"{KEY_ROOT}:{namespace}:{provider}"
 
 
-def mask_url(url: str) -> str:
-    from failover.config import _mask_url
-
-    return _mask_url(url)
 
 
 class RedisLink:
