@@ -11,8 +11,8 @@ from typing import Any
 
 from failover import FailoverError, Router
 from failover.config import BreakerSettings
-from failover.policies.breaker import Breaker
-from failover.policies.redis_breaker import RedisBreakerStorage, RedisLink
+from failover.policies.breaker import Breaker, Verdict
+from failover.policies.redis_store import RedisBreakerStore, RedisLink
 
 MESSAGES = [{"role": "user", "content": "Hello"}]
 
@@ -67,11 +67,11 @@ class Worker:
         Returns how many verdicts of this process opened it."""
         link = RedisLink(url)
         breaker = Breaker("hammered", BreakerSettings(fail_max=fail_max, reset_timeout=60), probe_lease=10,
-                          shared=RedisBreakerStorage(link, prefix))
+                          shared=RedisBreakerStore(link, prefix))
 
         def work() -> None:
             for _ in range(failures):
-                breaker.failure(breaker.admit(time.monotonic()))
+                breaker.record(breaker.admit(time.monotonic()), Verdict.FAILURE, time.monotonic())
 
         _threads(threads, start, work)
         link.close()

@@ -11,6 +11,7 @@ from tests.conftest import OTHER, make_router, run_async, run_sync
 
 from failover import AllProvidersFailed
 from failover.emulator import steps
+from failover.policies.breaker import Verdict
 
 BREAKER = {"fail_max": 2, "reset_timeout": 0.5}
 
@@ -102,7 +103,8 @@ def test_caller_cancel_before_first_chunk_is_no_verdict(emu, kind):
                 await task
             await router.aclose()
 
-        router.breaker("primary").failure(router.breaker("primary").admit(time.monotonic()))
+        breaker = router.breaker("primary")
+        breaker.record(breaker.admit(time.monotonic()), Verdict.FAILURE, time.monotonic())
         assert router.breaker("primary").fail_counter == 1
         asyncio.run(go())
         assert router.breaker("primary").fail_counter == 1  # neither success nor failure
@@ -113,7 +115,7 @@ def test_caller_close_after_a_chunk_counts_as_success(emu, kind):
     primary, fallback = emu[kind], emu[OTHER[kind]]
     with make_router(primary, fallback, breaker=BREAKER) as router:
         breaker = router.breaker("primary")
-        breaker.failure(breaker.admit(time.monotonic()))
+        breaker.record(breaker.admit(time.monotonic()), Verdict.FAILURE, time.monotonic())
         assert breaker.fail_counter == 1
         with router.stream([{"role": "user", "content": "hi"}]) as stream:
             next(iter(stream))

@@ -21,9 +21,9 @@ from failover import Router
 from failover.cli import main
 from failover.config import BreakerSettings, parse_config
 from failover.emulator import steps
-from failover.policies import redis_breaker
-from failover.policies.breaker import Breaker
-from failover.policies.redis_breaker import RedisBreakerStorage, RedisLink, key_prefix, namespace_for
+from failover.policies import redis_store
+from failover.policies.breaker import Breaker, Verdict
+from failover.policies.redis_store import RedisBreakerStore, RedisLink, key_prefix, namespace_for
 
 PROCESSES = 3
 
@@ -95,7 +95,8 @@ def fleet_config(primary: Any, fallback: Any, url: str, namespace: str, **breake
 def test_a_trip_in_one_process_is_seen_by_the_others_on_their_next_call(emu, kind, fleet, redis_server):
     primary, fallback = emu[kind], emu[OTHER[kind]]
     ns = unique()
-    fleet.ask_all("router", "trip", fleet_config(primary, fallback, redis_server.url, ns))
+    # failure_rate 0: the consecutive failures alone trip it (the rate rule has tests of its own)
+    fleet.ask_all("router", "trip", fleet_config(primary, fallback, redis_server.url, ns, failure_rate=0))
     before = fleet.ask_all("calls", "trip")
     assert [r[0]["served"] for r in before] == ["primary"] * PROCESSES
 
@@ -160,14 +161,14 @@ def test_stragglers_after_the_trip_change_nothing(redis_server):
     """Verdicts of attempts admitted before the trip arrive after it: no overshoot, no second trip, and
     a late success neither resets the counter nor closes the breaker (only the probe's can)."""
     link = RedisLink(redis_server.url)
-    storage = RedisBreakerStorage(link, key_prefix(unique(), "p"))
+    storage = RedisBreakerStore(link, key_prefix(unique(), "p"))
     breaker = Breaker("p", BreakerSettings(fail_max=2, reset_timeout=60), probe_lease=5, shared=storage)
     try:
         admitted = [breaker.admit(time.monotonic()) for _ in range(5)]
         assert all(a.allowed for a in admitted)
         for a in admitted[:4]:
-            breaker.failure(a)
-        breaker.success(admitted[4])
+            breaker.record(a, Verdict.FAILURE, time.monotonic())
+        breaker.record(admitted[4], Verdict.SUCCESS, time.monotonic())
         assert breaker.state == "open" and breaker.fail_counter == 2 and breaker.trips_here == 1
         snapshot = storage.snapshot(60)
         assert snapshot is not None and snapshot.trips == 1
@@ -177,16 +178,17 @@ def test_stragglers_after_the_trip_change_nothing(redis_server):
 
 def test_opened_at_has_millisecond_precision(redis_server):
     link = RedisLink(redis_server.url)
-    storage = RedisBreakerStorage(link, key_prefix(unique(), "p"))
+    storage = RedisBreakerStore(link, key_prefix(unique(), "p"))
     breaker = Breaker("p", BreakerSettings(fail_max=1, reset_timeout=0.3), probe_lease=5, shared=storage)
     try:
-        breaker.failure(breaker.admit(time.monotonic()))
-        opened_at = storage.opened_at
+        breaker.record(breaker.admit(time.monotonic()), Verdict.FAILURE, time.monotonic())
+        snapshot = storage.snapshot(0.3)
+        opened_at = snapshot.opened_at if snapshot is not None else None
         assert opened_at is not None
         assert abs((datetime.now(UTC) - opened_at).total_seconds()) < 0.1  # whole seconds would be up to 1s off
         refused = breaker.admit(time.monotonic())
         assert not refused.allowed and refused.probe_in is not None and 0.15 < refused.probe_in <= 0.3
-        assert 0.15 < breaker.probe_in() <= 0.3
+        assert 0.15 < breaker.probe_in(time.monotonic()) <= 0.3
         time.sleep(0.32)
         assert breaker.admit(time.monotonic()).probe
     finally:
@@ -206,7 +208,7 @@ def test_key_layout_and_default_namespace(emu, redis_server):
         ns = namespace_for(provider, config["telemetry"]["service_name"])
         assert len(ns) == 12 and all(c in "0123456789abcdef" for c in ns)
         keys = set(redis_server.client().keys(f"failover:{ns}:*"))
-        assert keys == {f"failover:{ns}:primary:{k}" for k in ("state", "fail_counter", "opened_at", "trips")}
+        assert keys == {f"failover:{ns}:primary:{k}" for k in ("state", "fail_counter", "opened_at", "trips", "window")}
     # Stable: the same provider in another file order, or another process, gets the same namespace;
     # another app (service_name) or another model does not.
     reordered = parse_config({**config, "providers": config["providers"][::-1]})
@@ -217,7 +219,7 @@ def test_key_layout_and_default_namespace(emu, redis_server):
 
 
 def test_redis_down_mid_test_calls_served_one_log_line_then_recovery(emu, caplog, monkeypatch):
-    monkeypatch.setattr(redis_breaker, "RECONNECT_INTERVAL", 0.3)
+    monkeypatch.setattr(redis_store, "RECONNECT_INTERVAL", 0.3)
     server = RedisServer().start()
     primary, fallback = emu["openai"], emu["anthropic"]
     ns = unique()
@@ -230,7 +232,7 @@ def test_redis_down_mid_test_calls_served_one_log_line_then_recovery(emu, caplog
     try:
         with make_router(primary, fallback, retry={"max_attempts": 1},
                          breaker={"fail_max": 2, "reset_timeout": 30, "storage": server.url,
-                                  "namespace": ns}) as router:
+                                  "namespace": ns, "failure_rate": 0}) as router:
             assert run_sync(router).result.provider == "primary"
             server.client().set(state_key, "open")  # Redis is what the router consults
             server.client().set(f"failover:{ns}:primary:opened_at", int(time.time() * 1000))
@@ -321,3 +323,53 @@ def test_check_and_router_say_clearly_when_the_redis_extra_is_missing(emu, tmp_p
 
     with pytest.raises(ConfigError, match=r"providers\[0\]\.breaker\.storage: .*failover\[redis\]"):
         Router.from_yaml(path)
+
+
+def test_the_shared_breaker_measures_the_failure_rate_of_the_whole_fleet(redis_server):
+    """The rate rule runs in Redis: successes recorded by one process keep a brownout seen by another
+    from tripping it; once failures outweigh them, it opens for everyone."""
+    link = RedisLink(redis_server.url)
+    prefix = key_prefix(unique(), "p")
+    settings = BreakerSettings(fail_max=3, failure_rate=0.5, window=10.0, reset_timeout=60)
+    here = Breaker("p", settings, probe_lease=5, shared=RedisBreakerStore(link, prefix))
+    there = Breaker("p", settings, probe_lease=5, shared=RedisBreakerStore(link, prefix))
+    now = time.monotonic
+    try:
+        for _ in range(6):
+            there.record(there.admit(now()), Verdict.SUCCESS, now())
+        for _ in range(5):  # 5 in a row, but 5 of 11 in the window
+            assert here.record(here.admit(now()), Verdict.FAILURE, now()).state == "closed"
+        judged = here.record(here.admit(now()), Verdict.FAILURE, now())  # 6 of 12: half
+        assert judged.state == "open" and here.trips_here == 1
+        assert not there.admit(now()).allowed
+    finally:
+        link.close()
+
+
+def test_async_admission_and_verdicts_use_redis_without_blocking_the_loop(redis_server):
+    link = RedisLink(redis_server.url)
+    prefix = key_prefix(unique(), "p")
+    breaker = Breaker("p", BreakerSettings(fail_max=1, failure_rate=0, reset_timeout=60), probe_lease=5,
+                      shared=RedisBreakerStore(link, prefix))
+
+    async def go() -> tuple[str, bool, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(ticker())
+        admission = await breaker.aadmit(time.monotonic())
+        judged = await breaker.arecord(admission, Verdict.FAILURE, time.monotonic())
+        refused = await breaker.aadmit(time.monotonic())
+        task.cancel()
+        await link.aclose()
+        return judged.state, refused.allowed, ticks
+
+    state, allowed, ticks = asyncio.run(go())
+    assert state == "open" and not allowed
+    assert ticks > 3  # the loop kept running while the three round trips were in flight
+    assert redis_server.client().get(f"{prefix}:state") == "open"

@@ -129,6 +129,7 @@ def test_a_stream_in_flight_finishes_on_the_config_it_started_with(emu, tmp_path
         with router:
             with router.stream(MESSAGES) as stream:
                 chunks = [next(iter(stream))]
+                old_client = old_provider._client
                 remove_openai()  # the provider serving this stream is gone from the new config
                 chunks.extend(stream)
             result = stream.result
@@ -152,9 +153,9 @@ def test_a_stream_in_flight_finishes_on_the_config_it_started_with(emu, tmp_path
     assert after.result.provider == "anthropic"
     # Retired by the reload, closed with the router (async: the loop's client is closed and forgotten).
     if mode == "sync":
-        assert old_provider._client is not None and old_provider._client.is_closed()
+        assert old_client is not None and old_client.is_closed()
     else:
-        assert old_provider._aclient is None
+        assert old_provider._aclients == {}
 
 
 def test_breaker_state_survives_a_reload_and_takes_new_settings(emu, tmp_path, kind):

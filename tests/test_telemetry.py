@@ -41,10 +41,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 from tests.conftest import FAST_DEFAULTS, MESSAGES, OTHER, provider_entry, run_async, run_sync
 
 from failover import AllProvidersFailed, RequestRejected, Router
+from failover.cli.trace import format_trace
 from failover.config import TelemetrySettings
 from failover.emulator import Emulator, steps
-from failover.otel_sdk import format_trace, setup_telemetry
-from failover.telemetry import CONTENT_ATTRIBUTES
+from failover.telemetry.sdk import setup_telemetry
+from failover.telemetry.semconv import CONTENT_ATTRIBUTES
 
 KEY = "sk-test-FAKE-7f3a9c1e5b2d4680-KEY"  # distinctive: searched for in everything exported
 
@@ -367,8 +368,8 @@ def test_breaker_skip_and_probe(otel, emu, kind, caplog):
                     assert attrs(s).get("failover.provider") == "primary"
     # and each change is a log record too
     logged = [r.getMessage() for r in caplog.records if r.name == "failover.breaker"]
-    assert "breaker primary: closed -> open" in logged
-    assert "breaker primary: half-open -> closed" in logged
+    assert any(line.startswith("breaker primary: closed -> open") for line in logged)
+    assert any(line.startswith("breaker primary: half-open -> closed") for line in logged)
 
     counted = {(a["failover.outcome"], a.get("error.type")): p.value
                for a, p in metric_points(otel)["failover.attempts"] if a["failover.provider"] == "primary"}
@@ -676,16 +677,15 @@ def test_format_trace(otel, emu):
     primary = emu["openai"]
     primary.script(steps.rate_limit(retry_after=0.01))
     with router(primary, emu["anthropic"], breaker={"fail_max": 1}) as r:
-        run_sync(r)  # the rate limit opens the breaker: the retry finds it open and fails over
+        run_sync(r)  # the rate limit opens the breaker: no retry there, it fails over at once
     lines = format_trace(otel.spans.get_finished_spans()).splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 3
     assert lines[0].startswith("failover chat  trace ") and "provider=fallback" in lines[0]
-    assert "attempts=2" in lines[0] and "providers.skipped=primary" in lines[0]
+    assert "attempts=2" in lines[0]
     assert lines[1].startswith("├─ chat primary-model  primary#1") and "ERROR" in lines[1]
-    assert "error.type=rate_limit" in lines[1] and "breaker closed->open" in lines[1]
-    assert lines[2].startswith("├─ skipped primary: breaker open, probe in")
-    assert lines[3].startswith("└─ chat fallback-model  fallback#1") and "UNSET" in lines[3]
-    assert "after=rate_limit" in lines[3]
+    assert "error.type=rate_limit" in lines[1] and "breaker closed->open" in lines[1] and "breaker=open" in lines[1]
+    assert lines[2].startswith("└─ chat fallback-model  fallback#1") and "UNSET" in lines[2]
+    assert "after=rate_limit" in lines[2]
 
 
 # ---------------------------------------------------------------- a real OTLP receiver
@@ -873,6 +873,6 @@ def test_demo_otlp_without_a_receiver_fails_fast(capsys):
     dead = f"http://127.0.0.1:{free_port()}"
     assert main(["demo", "--otlp", dead]) == 2
     assert f"no OTLP receiver at {dead}" in capsys.readouterr().err
-    import failover.otel_sdk
+    import failover.telemetry.sdk
 
-    assert failover.otel_sdk._installed_tracer_provider is None  # nothing installed on the way out
+    assert failover.telemetry.sdk._installed_tracer_provider is None  # nothing installed on the way out

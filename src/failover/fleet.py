@@ -27,7 +27,7 @@ from failover.providers import make_provider
 
 if TYPE_CHECKING:
     from failover.config import Config, ProviderConfig
-    from failover.policies.redis_breaker import RedisBreakerStorage, RedisLink
+    from failover.policies.redis_store import RedisBreakerStore, RedisLink
     from failover.providers.base import Provider
 
 log = logging.getLogger("failover")
@@ -84,11 +84,11 @@ class RouteBuilder:
             return routes
 
     def _storage(self, config: Config, index: int, p: ProviderConfig,
-                 previous: Sequence[Route]) -> RedisBreakerStorage | None:
+                 previous: Sequence[Route]) -> RedisBreakerStore | None:
         url = p.breaker.storage
         if url == "memory":
             return None
-        from failover.policies.redis_breaker import RedisBreakerStorage, RedisLink, key_prefix, namespace_for
+        from failover.policies.redis_store import RedisBreakerStore, RedisLink, key_prefix, namespace_for
 
         link = self._links.get(url)
         if link is None:
@@ -101,7 +101,7 @@ class RouteBuilder:
             shared = route.breaker.shared
             if shared is not None and shared.link is link and shared.prefix == prefix:
                 return shared
-        return RedisBreakerStorage(link, prefix)
+        return RedisBreakerStore(link, prefix)
 
     def close(self) -> None:
         with self._lock:
@@ -117,7 +117,7 @@ class RouteBuilder:
         for provider in retired:
             await provider.aclose()
         for link in list(self._links.values()):
-            link.close()
+            await link.aclose()
 
 
 Signature = tuple[int, int, int, int]

@@ -1,9 +1,20 @@
 """The attempt loop's decisions, written once and shared by the sync and the async driver.
 
-The planner does no I/O and never sleeps: a driver asks `decide(now)` what to do next (sleep, open an
-attempt on a provider, or raise), performs it, and reports back what happened (`first_text`,
-`finished`, `failed`, `cancelled`). The order of the policies is visible in `decide` and `failed`:
-deadline ⊃ failover ⊃ retry ⊃ breaker ⊃ attempt timeout.
+The planner is sans-IO: it never sleeps, never touches a socket, Redis or a span, and never reads a
+clock (every method takes `now`). A driver asks `next(now)` what to do and performs it:
+
+    Sleep(seconds)        wait (a backoff, or a Retry-After)
+    Admit(route)          ask the route's breaker; report with `admitted(admission, now)`
+    Open(attempt)         send the attempt's request; feed its body to `attempt.feed(bytes, now)`
+                          and yield the chunks it returns; report the end with `ended(attempt, now)`
+                          or `failed(attempt, exc, now)`
+    Judge(route, ...)     record a breaker verdict; report with `judged(judgement, now)`
+    Done(result, last)    yield the last chunks (what a continuation's seam held back), then finish
+    Raise(error)
+
+and hands `take_events()` to its observers. The policies compose in a visible order: the call's
+deadline ⊃ failover over the chain ⊃ retry on one provider ⊃ its breaker ⊃ the attempt's timeouts.
+Every decision is here, so both drivers share one loop body and decide nothing.
 """
 
 from __future__ import annotations
@@ -14,27 +25,39 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from failover.attempt import AttemptTimeout, LiveAttempt, Transcript, Truncated
 from failover.errors import AllProvidersFailed, Attempt, FailoverError, RequestRejected, StreamInterrupted
-from failover.observe import NULL_OBSERVER, Observer
-from failover.policies.breaker import Admission
-from failover.policies.classify import AttemptTimeout, ErrorClass, Failure, Truncated, classify
+from failover.events import (
+    AttemptEnded,
+    AttemptStarted,
+    BreakerChanged,
+    CallEnded,
+    CallStarted,
+    Event,
+    ProviderSkipped,
+)
+from failover.policies.breaker import CLOSED, Admission, Judgement, Verdict
+from failover.policies.classify import ErrorClass, Failure, classify
 from failover.policies.resume import Seam, continuation
-from failover.policies.timeouts import Watch
-from failover.providers.base import CallTimeout
-from failover.types import Result, Usage
+from failover.policies.timeouts import TOTAL, Watch
+from failover.providers.base import CallTimeout, Fault
+from failover.redact import Scrubber
+from failover.types import Chunk, Result, Usage
 
 if TYPE_CHECKING:
     from failover.config import ProviderConfig
-    from failover.policies.breaker import Breaker
+    from failover.policies.breaker import Breaker, Change
     from failover.policies.budget import RetryBudget
     from failover.policies.retry import RetryPolicy
-    from failover.providers.base import Decoder, Provider
+    from failover.providers.base import Provider
     from failover.request import Request
 
 log = logging.getLogger("failover")
 
 # One generator for every call: seeding a new one from os.urandom costs ~10 µs and 2.5 KiB a call.
 _RNG = random.Random()
+_SUMMARY = 200  # characters of a provider's message kept in an Attempt
+_warned_kinds: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,23 +75,35 @@ class Route:
         return self.provider.name
 
 
+# ---- actions ---------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Sleep:
     seconds: float
 
 
 @dataclass(frozen=True, slots=True)
-class Open:
-    """Open an attempt. `seam` filters a continuation's repeat of delivered text; `discard` is the
-    text a restart throws away (the first chunk of this attempt carries `restart=True`)."""
-
+class Admit:
     route: Route
-    request: Request
-    timeout: CallTimeout
-    watch: Watch
-    decoder: Decoder
-    seam: Seam | None = None
-    discard: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    attempt: LiveAttempt
+
+
+@dataclass(frozen=True, slots=True)
+class Judge:
+    route: Route
+    admission: Admission
+    verdict: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    result: Result
+    last: tuple[Chunk, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,60 +111,61 @@ class Raise:
     error: FailoverError
 
 
-Decision = Sleep | Open | Raise
+Action = Sleep | Admit | Open | Judge | Done | Raise
 
 
-@dataclass(slots=True)
-class _Live:
-    """The attempt in progress."""
-
-    route: Route
-    number: int
-    admission: Admission
-    started: float
-    started_wall: float
-    backoff: float
-    decoder: Decoder
-    continuing: bool = False  # this attempt continues text another attempt delivered
-    first_chunk_at: float | None = None
-    delivered_from: int = 0  # index into Planner.parts where this attempt's text starts
+# ---- the planner ------------------------------------------------------------------------------
 
 
 class Planner:
-    def __init__(self, routes: list[Route], request: Request, *, now: float,
-                 rng: random.Random | None = None, observer: Observer = NULL_OBSERVER) -> None:
+    def __init__(self, routes: list[Route], request: Request, *, now: float, scrubber: Scrubber | None = None,
+                 rng: random.Random | None = None) -> None:
         self.routes = routes
-        self.observer = observer
-        self._started = False
-        self._ended = False
         self.request = request
         self.attempts: list[Attempt] = []
-        self.parts: list[str] = []  # the text the caller has received, in order
+        self.transcript = Transcript()  # what the caller has received
+        self.parts = self.transcript.parts
         self.result: Result | None = None
+        self._events: list[Event] = []
+        self._scrubber = scrubber or Scrubber()
         self._rng = rng or _RNG
         self._start = now
         self._deadline = now + max(r.config.timeouts.total for r in routes)
+        self._started = False
+        self._ended = False  # CallEnded was emitted
+        self._final: Done | Raise | None = None
         self._index = 0
         self._made = 0  # attempts made on routes[_index]
         self._not_before = now
         self._backoff = 0.0
-        self._live: _Live | None = None
+        self._asking: Route | None = None  # Admit(route) was returned; waiting for `admitted`
+        self._admitted: tuple[Route, Admission] | None = None
+        self._live: LiveAttempt | None = None
+        self._judge: Judge | None = None  # a verdict to record before anything else
+        self._ending: tuple[LiveAttempt, Failure | None] | None = None  # the attempt the verdict is for
         self._last_failure: Failure | None = None
+        self._last_place: tuple[str, int] | None = None  # (error_type, place) of the last failure here
         self._cut: Failure | None = None  # the failure that first broke a stream with text delivered
         self._cut_mode = "raise"
-        self._structured = bool(STRUCTURED_PARAMS & request_params(routes))
-        self._pending: FailoverError | None = None
-        self._served: list[_Live] = []  # attempts whose text the caller kept (usage counts these)
-        self._resumed = False
+        self._structured = bool(STRUCTURED_PARAMS & {k for r in routes for k in r.config.params})
+        self._last: tuple[Chunk, ...] = ()  # what a continuation's seam held until the end
 
-    # ---- decisions -------------------------------------------------------------------------
+    # ---- what to do next
 
-    def decide(self, now: float) -> Decision:
+    def next(self, now: float) -> Action:
+        if self._judge is not None:
+            return self._judge
+        if self._final is not None:
+            return self._final
         if not self._started:
             self._started = True
-            self.observer.call_started(self.request)
-        if self._pending is not None:
-            return self._raise(self._pending)
+            self._events.append(CallStarted(self.request))
+        if self._live is not None or self._asking is not None:
+            raise RuntimeError("the planner is waiting for the result of its last action")
+        if self._admitted is not None:
+            route, admission = self._admitted
+            self._admitted = None
+            return self._open(route, admission, now)
         if now >= self._deadline:
             return self._raise(self._give_up(f"call deadline of {self._deadline - self._start:g}s reached"))
         if now < self._not_before:
@@ -138,154 +174,123 @@ class Planner:
             route = self.routes[self._index]
             skip = self._skip_reason(route, now)
             if skip is None:
-                admission = route.breaker.admit(now)
-                if admission.allowed:
-                    return self._open(route, admission, now)
-                skip = admission.reason()
-            self._record_skip(route, skip, now)
+                self._asking = route
+                return Admit(route)
+            self._skipped(route, *skip)
             self._next_route()
         return self._raise(self._give_up(None))
 
-    def _raise(self, error: FailoverError) -> Raise:
-        self._end(None, error)
-        return Raise(error)
+    def admitted(self, admission: Admission, now: float) -> None:
+        route = self._asking
+        if route is None:
+            raise RuntimeError("admitted() without an Admit action")
+        self._asking = None
+        if admission.allowed:
+            self._admitted = (route, admission)
+            return
+        self._changes(admission.changes)
+        self._skipped(route, admission.code, admission.reason())
+        self._next_route()
 
-    def _end(self, result: Result | None, error: BaseException | None, *, cancelled: bool = False) -> None:
-        if self._started and not self._ended:
-            self._ended = True
-            self.observer.call_ended(result, error, cancelled=cancelled)
-
-    def _skip_reason(self, route: Route, now: float) -> str | None:
+    def _skip_reason(self, route: Route, now: float) -> tuple[str, str] | None:
         if route.config.missing_env:
-            return f"{', '.join('$' + v for v in route.config.missing_env)} is not set"
+            return "missing_api_key", f"{', '.join('$' + v for v in route.config.missing_env)} is not set"
         if now >= self._start + route.config.timeouts.total:
-            return "its total deadline has passed"
+            return "deadline", "its total deadline has passed"
         return None
 
     def _open(self, route: Route, admission: Admission, now: float) -> Open:
         self._made += 1
         if self._made == 1 and route.budget is not None:
             route.budget.request(now)  # a first attempt: what the retry budget is a share of
-        decoder = route.provider.decoder()
-        live = self._live = _Live(route, self._made, admission, now, time.time(), self._backoff, decoder,
-                                  delivered_from=len(self.parts))
         t = route.config.timeouts
         hard = min(self._deadline, self._start + t.total)
-        first_token_at = now + t.first_token
-        headers = max(0.001, min(first_token_at, hard) - now)
-        timeout = CallTimeout(connect=min(t.connect, headers), headers=headers)
-        watch = Watch(t, first_token_at, hard)
-        if not self.parts:
-            decision = Open(route, self.request, timeout, watch, decoder)
-        else:
+        watch = Watch(t, now + t.first_token, hard)
+        timeout = CallTimeout(connect=max(0.001, min(t.connect, watch.deadline - now)), total=max(0.001, hard - now))
+        request = self.request
+        live = LiveAttempt(self.transcript, route, self._made, admission, request, timeout, watch, now, self._backoff)
+        if self.parts:
             delivered = "".join(self.parts)
             if self._midstream() == "restart":
-                self.parts.clear()
-                self._served.clear()
-                live.delivered_from = 0
+                live.discard = delivered  # cleared from `parts` only once this attempt delivers
                 log.warning("failover: restarting the answer on %s; %d characters to discard", route.name,
                             len(delivered))
-                decision = Open(route, self.request, timeout, watch, decoder, discard=delivered)
             else:
                 live.continuing = True
-                request = continuation(self.request, delivered, prefill=route.config.supports_prefill,
-                                       prompt=route.config.continue_prompt)
-                decision = Open(route, request, timeout, watch, decoder, seam=Seam(delivered))
-        self.observer.attempt_started(route, self._made, decision.request, continuing=live.continuing,
-                                      backoff_s=self._backoff, previous=self._last_failure)
+                live.request = continuation(request, delivered, prefill=route.config.supports_prefill,
+                                            prompt=route.config.continue_prompt)
+                live.seam = Seam(delivered)
+        self._live = live
+        self._events.append(AttemptStarted(route, self._made, live.request, live.continuing, self._backoff,
+                                           self._last_failure, admission.probe))
+        self._changes(admission.changes)
         self._backoff = 0.0
-        return decision
+        return Open(live)
 
     def _midstream(self) -> str:
         """The mode of the provider whose stream broke; a structured answer is never stitched."""
-        assert self._cut is not None
         mode = self._cut_mode
-        if mode == "resume" and self._structured:
-            return "restart"
-        return mode
+        return "restart" if mode == "resume" and self._structured else mode
 
     def _next_route(self) -> None:
         self._index += 1
         self._made = 0
         self._not_before = 0.0
         self._backoff = 0.0
+        self._last_place = None
 
-    # ---- what happened ---------------------------------------------------------------------
+    # ---- how an attempt ended
 
-    def first_text(self, now: float) -> None:
-        live = self._live
-        if live is not None and live.first_chunk_at is None:
-            live.first_chunk_at = now
-            if live.continuing:
-                self._resumed = True
-
-    def finished(self, now: float) -> Result | None:
-        """The provider's stream ended. A Result when it was complete, else None (decide again)."""
-        live = self._require_live()
+    def ended(self, live: LiveAttempt, now: float) -> None:
+        """The body ended."""
         decoder = live.decoder
         if not decoder.complete:
-            self.failed(Truncated("stream ended without its terminal event"), now)
-            return None
-        route = live.route
-        route.breaker.success(live.admission)
-        self._record(live, now, "ok")
-        served = [*self._served, live]
-        self.result = Result(
-            text="".join(self.parts), provider=route.name, model=decoder.model or route.provider.model,
-            usage=Usage(sum(a.decoder.input_tokens for a in served), sum(a.decoder.output_tokens for a in served)),
-            finish_reason=decoder.finish_reason, attempts=list(self.attempts), resumed=self._resumed)
-        self._end(self.result, None)
-        return self.result
+            self.failed(live, Truncated("stream ended without its terminal event"), now)
+            return
+        self._last = tuple(live.flush(now))
+        if not live.delivered and not live.continuing and decoder.unrepresented:
+            kinds = ", ".join(sorted(decoder.unrepresented))
+            self._fail(live, Failure(ErrorClass.WRONG_FIT, "unrepresented_content",
+                                     f"the answer held only content failover does not represent: {kinds}"))
+            return
+        self._warn_unrepresented(live)
+        self._live = None
+        self._ending = (live, None)
+        self._judge = Judge(live.route, live.admission, Verdict.SUCCESS)
 
-    def failed(self, exc: BaseException, now: float, timed_out: Watch | None = None) -> None:
-        """An attempt failed. `timed_out` is its watch when our own deadline cut it."""
-        live = self._require_live()
-        failure = self._failure(exc, live, now, timed_out)
-        route = live.route
-        if failure.breaker_failure:
-            route.breaker.failure(live.admission)
+    def failed(self, live: LiveAttempt, exc: BaseException, now: float) -> None:
+        """Opening the attempt or reading its body raised `exc`."""
+        if live.decoder.complete:
+            self.ended(live, now)  # an error after the terminal event loses nothing
         else:
-            route.breaker.release(live.admission)
-        if self.parts and self._cut is None:
-            self._cut, self._cut_mode = failure, route.config.midstream
-        retry_in, refused = self._retry(route, failure, now)  # decided first: the Attempt says if refused
-        self._record(live, now, "error", failure, retry_refused=refused)
-        self._last_failure = failure
+            self._fail(live, self._failure(live, exc, now))
 
-        delivered_here = len(self.parts) > live.delivered_from
-        if delivered_here:
-            self._served.append(live)
-        if failure.error_class is ErrorClass.REJECTED and not live.continuing \
-                and not route.config.failover_on_reject:
-            self._pending = RequestRejected(failure.message, self.attempts, provider=route.name,
-                                            status_code=failure.status_code)
-            self._pending.__cause__ = failure.exception
-            return
-        if self.parts and self._cut_mode == "raise":
-            self._pending = self._interrupted(None)
-            return
-        if retry_in is not None:
-            self._not_before = now + retry_in
-            self._backoff = retry_in
-            return
-        self._next_route()
+    def _fail(self, live: LiveAttempt, failure: Failure) -> None:
+        self._warn_unrepresented(live)
+        self._live = None
+        self._ending = (live, failure)
+        verdict = Verdict.FAILURE if failure.breaker_failure else Verdict.NONE
+        self._judge = Judge(live.route, live.admission, verdict)
 
-    def _failure(self, exc: BaseException, live: _Live, now: float, timed_out: Watch | None) -> Failure:
+    def _failure(self, live: LiveAttempt, exc: BaseException, now: float) -> Failure:
         """The taxonomy's verdict on one attempt's failure, with what only the planner knows."""
-        if timed_out is not None and timed_out.fired is not None:
-            kind = timed_out.fired
-            timeout = AttemptTimeout(kind, timed_out.seconds(kind))
+        self._scrubber.scrub_exception(exc)  # before it is chained, logged or shown anywhere
+        watch = live.watch
+        if watch.fired is not None:
+            timeout = AttemptTimeout(watch.fired, watch.seconds(watch.fired))
             timeout.__cause__ = exc
-            exc = timeout
-        failure = classify(exc)
-        if failure.error_type == "timeout_first_token" and timed_out is not None \
-                and timed_out.hard <= timed_out.first_token_at and now >= timed_out.hard - 0.005:
-            # The header wait was cut short by the call's deadline, not by the provider's silence.
-            failure = replace(failure, error_class=ErrorClass.TRANSIENT, error_type="timeout_total",
-                              message="call deadline reached while waiting for the response")
-        key = route_key(live.route)
-        if key and key in failure.message:  # a provider that echoes the key must not leak it
-            failure = replace(failure, message=failure.message.replace(key, "***"))
+            silent = ErrorClass.SILENT if watch.fired != TOTAL else ErrorClass.TRANSIENT
+            return Failure(silent, f"timeout_{watch.fired}", str(timeout), exception=timeout)
+        fault = Fault("cut", str(exc)) if isinstance(exc, Truncated) else live.route.provider.fault(exc)
+        failure = classify(replace(fault, message=_summary(self._scrubber.scrub(fault.message))), exc)
+        if failure.error_type == "cut":
+            # A stream that went quiet for more than half its allowance and was then closed is a
+            # stall (next provider), not a cut to retry on the same provider.
+            quiet = now - live.quiet_since
+            allowance = watch.idle if watch.got_content else watch.settings.first_token
+            if quiet > allowance / 2:
+                failure = Failure(ErrorClass.SILENT, "stalled",
+                                  f"no content for {quiet:.1f}s, then the connection was closed", exception=exc)
         if live.continuing and failure.error_class is ErrorClass.REJECTED:
             # The provider refused our continuation (an assistant prefill, say): a failure of this
             # attempt, never the final error that would hide the original cut.
@@ -293,11 +298,72 @@ class Planner:
                               failure.status_code, None, failure.exception)
         return failure
 
-    def _retry(self, route: Route, failure: Failure, now: float) -> tuple[float | None, str | None]:
+    def judged(self, judgement: Judgement, now: float) -> None:
+        """The verdict of the attempt that just ended was recorded."""
+        if self._judge is None or self._ending is None:
+            raise RuntimeError("judged() without a Judge action")
+        self._judge = None
+        live, failure = self._ending
+        self._ending = None
+        self._changes(judgement.changes)
+        if failure is None:
+            self._succeeded(live, now, judgement.state)
+        else:
+            self._settle(live, failure, now, judgement.state)
+
+    def _succeeded(self, live: LiveAttempt, now: float, state: str) -> None:
+        self._record(live, now, None, state)
+        self.result = self._result(live, [*self.transcript.served, live], live.decoder.finish_reason)
+        self._final = Done(self.result, self._last)
+        self._end(CallEnded(self.result, None))
+
+    def _result(self, last: LiveAttempt | None, served: list[LiveAttempt], finish_reason: str | None) -> Result:
+        """The caller's Result: `last` served it, `served` are the attempts whose text it kept."""
+        return Result(
+            text=self.transcript.text, provider=last.name if last else "",
+            model=(last.decoder.model or last.model) if last else "",
+            usage=Usage(sum(a.decoder.input_tokens for a in served), sum(a.decoder.output_tokens for a in served)),
+            finish_reason=finish_reason, attempts=list(self.attempts), resumed=self.transcript.resumed)
+
+    def _settle(self, live: LiveAttempt, failure: Failure, now: float, state: str) -> None:
+        """After a failed attempt: raise, retry on the same provider, or move on."""
+        route = live.route
+        if self.parts and self._cut is None:
+            self._cut, self._cut_mode = failure, route.config.midstream
+        retry_in, refused = self._retry(live, failure, now, state)  # first: the Attempt says if refused
+        self._record(live, now, failure, state, retry_refused=refused)
+        self._last_failure = failure
+        if len(self.parts) > live.delivered_from and live.delivered:
+            self.transcript.served.append(live)
+        if failure.error_class is ErrorClass.REJECTED and not live.continuing \
+                and not route.config.failover_on_reject:
+            error = RequestRejected(failure.message, self.attempts, provider=route.name,
+                                    status_code=failure.status_code)
+            error.__cause__ = failure.exception
+            self._raise(error)
+        elif self.parts and self._cut_mode == "raise":
+            self._raise(self._interrupted(None))
+        elif retry_in is not None:
+            self._not_before = now + retry_in
+            self._backoff = retry_in
+        else:
+            self._next_route()
+
+    def _retry(self, live: LiveAttempt, failure: Failure, now: float, state: str) -> tuple[float | None, str | None]:
         """The backoff before another attempt on the same provider (None: move on), and why a retry
         the retry policy allowed was refused anyway ("budget": the provider's retry budget)."""
+        route = live.route
         if not (failure.retryable and route.retry.allows(self._made)) or (self.parts and self._cut_mode == "raise"):
             return None, None
+        if state != CLOSED:
+            return None, None  # the breaker is open (this failure, a failed probe, or others): move on now
+        if live.received or failure.error_type == "malformed_event":
+            # A fault in the body that repeats at the same place (the same malformed event at the same
+            # offset) would be seen a third time too: move on instead.
+            place = (failure.error_type, live.received)
+            repeated, self._last_place = place == self._last_place, place
+            if repeated:
+                return None, None
         delay = route.retry.backoff(self._made, failure.retry_after, self._rng)
         hard = self._start + route.config.timeouts.total
         if delay is None or now + delay >= min(hard, self._deadline):
@@ -306,54 +372,73 @@ class Planner:
             return None, "budget"
         return delay, None
 
-    def cancelled(self, now: float) -> None:
-        """The caller closed or cancelled. After a chunk that is the provider's success; before
-        one, no verdict at all."""
-        live = self._live
+    def cancelled(self, now: float) -> Judge | None:
+        """The caller closed or cancelled. After content that is the provider's success; before it,
+        no verdict at all. Returns the verdict to record (best effort: the caller is leaving)."""
+        live, judge = self._live, self._judge
         if live is not None:
-            if live.first_chunk_at is not None:
-                live.route.breaker.success(live.admission)
-            else:
-                live.route.breaker.release(live.admission)
-            self._record(live, now, "error", Failure(ErrorClass.CALLER, "cancelled", "the caller closed the stream"))
-        self._end(None, None, cancelled=True)
+            self._live = None
+            verdict = Verdict.SUCCESS if live.first_chunk_at is not None else Verdict.NONE
+            judge = Judge(live.route, live.admission, verdict)
+            cancel = Failure(ErrorClass.CALLER, "cancelled", "the caller closed the stream")
+            self._record(live, now, cancel, None, cancelled=True)
+        if self._started and self._final is None and self.attempts:
+            # What is known so far, for a caller that broke off on purpose (finish_reason None).
+            kept = self.transcript.served
+            last = live or (kept[-1] if kept else None)
+            self.result = self._result(last, [*kept, live] if live is not None and live.delivered else kept, None)
+        self._end(CallEnded(None, None, cancelled=True))
+        return judge
 
-    # ---- records ---------------------------------------------------------------------------
+    # ---- records and events
 
-    def _record(self, live: _Live, now: float, outcome: str, failure: Failure | None = None, *,
-                retry_refused: str | None = None) -> None:
-        attempt = self._attempt(live, now, outcome, failure)
-        if retry_refused is not None:
-            attempt = replace(attempt, retry_refused=retry_refused)
-        self.attempts.append(attempt)
-        self._live = None
-        self.observer.attempt_ended(attempt, live.decoder, failure)
+    def take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
 
-    def _require_live(self) -> _Live:
-        if self._live is None:
-            raise RuntimeError("no attempt in progress")
-        return self._live
+    def _changes(self, changes: tuple[Change, ...]) -> None:
+        for change in changes:
+            self._events.append(BreakerChanged(change))
 
-    def _attempt(self, live: _Live, now: float, outcome: str, failure: Failure | None = None) -> Attempt:
+    def _record(self, live: LiveAttempt, now: float, failure: Failure | None, state: str | None, *,
+                retry_refused: str | None = None, cancelled: bool = False) -> None:
         first = None if live.first_chunk_at is None else live.first_chunk_at - live.started
-        return Attempt(
-            provider=live.route.name, model=live.route.provider.model, number=live.number,
-            outcome="ok" if outcome == "ok" else "error",
+        attempt = Attempt(
+            provider=live.name, model=live.model, number=live.number,
+            outcome="ok" if failure is None else "error",
             error_type=failure.error_type if failure else None,
             status_code=failure.status_code if failure else None,
             message=failure.message if failure else None,
             retry_after=failure.retry_after if failure else None,
             started_at=live.started_wall, duration_s=now - live.started, first_chunk_s=first,
             backoff_s=live.backoff, error_class=failure.error_class.value if failure else None,
-            breaker_state=live.route.breaker.state)
+            breaker_state=state, retry_refused=retry_refused)
+        self.attempts.append(attempt)
+        self._events.append(AttemptEnded(attempt, live.decoder, failure, cancelled))
 
-    def _record_skip(self, route: Route, reason: str, now: float) -> None:
+    def _skipped(self, route: Route, code: str, reason: str) -> None:
         attempt = Attempt(
             provider=route.name, model=route.provider.model, number=self._made + 1, outcome="skipped",
-            error_type="skipped", message=reason, started_at=time.time(), duration_s=0.0,
-            breaker_state=route.breaker.state)
+            error_type="skipped", message=reason, started_at=time.time(), duration_s=0.0)
         self.attempts.append(attempt)
-        self.observer.attempt_skipped(attempt)
+        self._events.append(ProviderSkipped(attempt, code))
+
+    def _warn_unrepresented(self, live: LiveAttempt) -> None:
+        for kind in live.decoder.unrepresented:
+            if (live.name, kind) not in _warned_kinds:
+                _warned_kinds.add((live.name, kind))
+                log.warning("failover: %s sent content failover does not represent (%s); it is counted on the "
+                            "attempt span, not passed on", live.name, kind)
+
+    def _raise(self, error: FailoverError) -> Raise:
+        self._final = Raise(error)
+        self._end(CallEnded(None, error))
+        return self._final
+
+    def _end(self, event: CallEnded) -> None:
+        if self._started and not self._ended:
+            self._ended = True
+            self._events.append(event)
 
     def _interrupted(self, reason: str | None) -> StreamInterrupted:
         cut = self._cut
@@ -379,16 +464,13 @@ class Planner:
         return error
 
 
+def _summary(text: str) -> str:
+    """One line of at most _SUMMARY characters (scrub first: a cut must never split a secret)."""
+    text = " ".join(text.split())
+    return text if len(text) <= _SUMMARY else text[: _SUMMARY - 1] + "…"
+
+
 # Params that make the answer structured (JSON, tool calls): such an answer is never stitched from
 # two generations, because a seam inside JSON or a tool call's arguments breaks it silently.
 STRUCTURED_PARAMS = frozenset({"response_format", "tools", "tool_choice", "functions", "output_format",
                                "output_config"})
-
-
-def route_key(route: Route) -> str:
-    key = route.config.api_key
-    return key.get_secret_value() if key is not None else ""
-
-
-def request_params(routes: list[Route]) -> set[str]:
-    return {key for r in routes for key in r.config.params}

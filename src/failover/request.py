@@ -38,6 +38,17 @@ class Request:
         return replace(self, messages=self.messages + messages)
 
 
+def sendable(text: str, where: str) -> None:
+    """A `ValueError` for text no provider can be sent: JSON bodies are UTF-8, and a lone surrogate
+    (say, from a badly decoded file) has no UTF-8 form. Caught here, it never reaches an attempt,
+    so it is the caller's error and never a provider's failure."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{where} cannot be sent: {e.reason} at position {e.start} "
+                         f"({text[e.start]!r}); UTF-8 text only") from None
+
+
 def build_request(messages: Iterable[Mapping[str, Any]], *, max_tokens: int | None = None,
                   temperature: float | None = None, top_p: float | None = None,
                   stop: str | Iterable[str] | None = None) -> Request:
@@ -56,6 +67,7 @@ def build_request(messages: Iterable[Mapping[str, Any]], *, max_tokens: int | No
             raise ValueError(f"messages[{i}].role must be one of {', '.join(_ROLES)}, got {role!r}")
         if not isinstance(content, str):
             raise ValueError(f"messages[{i}].content must be a string, got {type(content).__name__}")
+        sendable(content, f"messages[{i}].content")
         out.append(Message(role, content))
     if not any(m.role == "user" for m in out):
         raise ValueError("messages must contain at least one user message")
@@ -73,4 +85,6 @@ def build_request(messages: Iterable[Mapping[str, Any]], *, max_tokens: int | No
         stops = tuple(stop)
         if not all(isinstance(s, str) for s in stops):
             raise ValueError("stop must be a string or a list of strings")
+    for i, s in enumerate(stops or ()):
+        sendable(s, f"stop[{i}]")
     return Request(tuple(out), max_tokens, temperature, top_p, stops)

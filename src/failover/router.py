@@ -12,14 +12,15 @@ from typing import Any
 
 from failover.config import Config, load_config, parse_config
 from failover.errors import ConfigError
+from failover.events import Fanout, Listener, Observer
 from failover.fleet import ConfigWatcher, RouteBuilder
 from failover.planner import Planner
 from failover.policies.breaker import Breaker
+from failover.redact import Scrubber
 from failover.request import build_request
 from failover.stream import AsyncChatStream, ChatStream
 from failover.telemetry import Telemetry
 from failover.types import Result
-from failover.watchdog import ThreadWatchdog
 
 log = logging.getLogger("failover")
 
@@ -38,11 +39,13 @@ class Router:
         self._source: str | None = None  # the file reload() reads (from_yaml)
         self._watcher: ConfigWatcher | None = None
         self._reload_lock = threading.Lock()
-        self._watchdog = ThreadWatchdog()
-        # Spans and metrics through the global OpenTelemetry API; one observer per call (telemetry.py).
-        self.telemetry = Telemetry.for_config(config)
-        for route in self.routes:
-            self.telemetry.watch(route.breaker)
+        self.last_reload_error: ConfigError | None = None  # why the last reload was rejected (None: it was not)
+        # Every configured key, scrubbed from anything that leaves the router (attempts, errors, spans).
+        self.scrubber = _scrubber(config)
+        # Spans and metrics through the global OpenTelemetry API; one observer per call.
+        self.telemetry = Telemetry.for_config(config, self.scrubber)
+        # Called with every event of every call (failover.events): attempts, skips, breaker changes.
+        self.listeners: list[Listener] = []
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], *, watch: bool = False, watch_interval: float = 1.0) -> Router:
@@ -67,12 +70,12 @@ class Router:
                 if self._source is None:
                     raise RuntimeError("reload() needs a Config: this router was not built from a file")
                 config = load_config(self._source)
-            telemetry = Telemetry.for_config(config)
+            scrubber = _scrubber(config)
+            telemetry = Telemetry.for_config(config, scrubber)
             routes = self._builder.build(config, self.routes)
-            for route in routes:
-                telemetry.watch(route.breaker)
             # Each assignment is atomic; a new call reads `routes` once (its planner keeps that list).
-            self.config, self.telemetry, self.routes = config, telemetry, routes
+            self.config, self.scrubber, self.telemetry, self.routes = config, scrubber, telemetry, routes
+            self.last_reload_error = None
         log.info("failover: config %s reloaded: %s", config.source, " -> ".join(r.name for r in routes))
         return config
 
@@ -80,6 +83,7 @@ class Router:
         try:
             self.reload()
         except ConfigError as e:
+            self.last_reload_error = e
             log.error("failover: config reload rejected, still serving the previous config: %s", e)
 
     @classmethod
@@ -93,20 +97,23 @@ class Router:
         raise KeyError(f"no provider named {name!r}; providers: {', '.join(r.name for r in self.routes)}")
 
     def _planner(self, messages: Iterable[Mapping[str, Any]], params: dict[str, Any]) -> Planner:
-        return Planner(self.routes, build_request(messages, **params), now=time.monotonic(),
-                       observer=self.telemetry.observer())
+        return Planner(self.routes, build_request(messages, **params), now=time.monotonic(), scrubber=self.scrubber)
+
+    def _observer(self) -> Observer:
+        observer = self.telemetry.observer()
+        return Fanout(observer, tuple(self.listeners)) if self.listeners else observer
 
     def stream(self, messages: Iterable[Mapping[str, Any]], *, max_tokens: int | None = None,
                temperature: float | None = None, top_p: float | None = None,
                stop: str | list[str] | None = None) -> ChatStream:
         params = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop}
-        return ChatStream(self._planner(messages, params), self._watchdog)
+        return ChatStream(self._planner(messages, params), self._observer())
 
     def astream(self, messages: Iterable[Mapping[str, Any]], *, max_tokens: int | None = None,
                 temperature: float | None = None, top_p: float | None = None,
                 stop: str | list[str] | None = None) -> AsyncChatStream:
         params = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop}
-        return AsyncChatStream(self._planner(messages, params))
+        return AsyncChatStream(self._planner(messages, params), self._observer())
 
     def complete(self, messages: Iterable[Mapping[str, Any]], **params: Any) -> Result:
         with self.stream(messages, **params) as stream:
@@ -123,7 +130,6 @@ class Router:
     def close(self) -> None:
         if self._watcher is not None:
             self._watcher.close()
-        self._watchdog.close()
         for route in self.routes:
             route.provider.close()
         self._builder.close()
@@ -131,7 +137,6 @@ class Router:
     async def aclose(self) -> None:
         if self._watcher is not None:
             self._watcher.close()
-        self._watchdog.close()
         for route in self.routes:
             await route.provider.aclose()
         await self._builder.aclose()
@@ -151,3 +156,7 @@ class Router:
 
     def __repr__(self) -> str:
         return f"<Router {' -> '.join(f'{r.name}({r.provider.model})' for r in self.routes)}>"
+
+
+def _scrubber(config: Config) -> Scrubber:
+    return Scrubber(p.api_key.get_secret_value() for p in config.providers if p.api_key is not None)

@@ -1,92 +1,33 @@
 """The two drivers of the planner: `ChatStream` (sync) and `AsyncChatStream` (asyncio).
 
-They only do I/O: open the provider's stream, pull events, sleep, and report to the planner, which
-holds every decision. The per-chunk path is deliberately plain: decode, append, build the `Chunk`,
-move the idle deadline forward.
+They only perform what the planner decides (planner.py): sleep, ask a breaker, open a provider's
+stream and move its bytes into `attempt.feed`, record a verdict, and hand the planner's events to
+the observer. The loop body is the same in both; only the `await`s differ. In asyncio every
+breaker call goes through the breaker's async twin, so a shared (Redis) breaker never blocks the
+event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
+import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
 from typing import Any
 
-import httpx2
-
 from failover.errors import Attempt
-from failover.planner import Open, Planner, Raise, Sleep
-from failover.policies.timeouts import Watch
+from failover.events import Observer
+from failover.planner import Admit, Done, Judge, Open, Planner, Sleep
 from failover.types import Chunk, Result
-from failover.watchdog import LoopWatchdog, ThreadWatchdog
 
 monotonic = time.monotonic
+log = logging.getLogger("failover")
 
 
-def _prepare(response: httpx2.Response, watch: Watch) -> None:
-    """Hand the body's deadlines to our watch: the SDK's per-read timeout was the header wait
-    (bounded by first_token); from here on the watch decides, the SDK's timeout is only a backstop."""
-    timeout = response.request.extensions.get("timeout")
-    if isinstance(timeout, dict):
-        timeout["read"] = watch.settings.total
-    stream = response.extensions.get("network_stream")
-    sock: socket.socket | None = stream.get_extra_info("socket") if stream is not None else None
-    watch.attach(sock)
-
-
-class _Pump:
-    """One attempt's per-chunk bookkeeping, shared by both drivers."""
-
-    __slots__ = ("_discard", "_first", "_hard", "_idle", "_model", "_name", "_parts", "_planner", "_poke",
-                 "_seam", "_watch")
-
-    def __init__(self, planner: Planner, decision: Open, poke: Callable[[float], None]) -> None:
-        self._planner = planner
-        self._parts = planner.parts
-        self._watch = watch = decision.watch
-        self._idle, self._hard = watch.idle, watch.hard
-        self._name, self._model = decision.route.provider.name, decision.route.provider.model
-        self._poke = poke
-        self._seam = decision.seam
-        self._discard = decision.discard
-        self._first = True
-
-    def deliver(self, text: str) -> Chunk | None:
-        """The chunk for the caller, or None while a continuation's seam holds the text back."""
-        watch = self._watch
-        if not watch.got_text:
-            watch.got_text = True
-            watch.deadline = min(monotonic() + self._idle, self._hard)
-            self._poke(watch.deadline)  # the idle deadline may come before the first-token one did
-        if self._seam is not None:
-            text = self._seam.feed(text)
-            if self._seam.done:
-                self._seam = None
-            if not text:
-                self.reading()
-                return None
-        self._parts.append(text)
-        watch.reading = False  # the caller holds the chunk: its time is not the provider's
-        if self._first:
-            self._first = False
-            self._planner.first_text(monotonic())
-            if self._discard is not None:
-                return Chunk(text, self._name, self._model, restart=True, discard=self._discard)
-        return Chunk(text, self._name, self._model)
-
-    def flush(self) -> Chunk | None:
-        """The stream completed: release what the seam still holds."""
-        seam, self._seam = self._seam, None
-        text = seam.flush() if seam is not None else ""
-        return self.deliver(text) if text else None
-
-    def reading(self) -> None:
-        deadline = monotonic() + self._idle
-        watch = self._watch
-        watch.deadline = deadline if deadline < self._hard else self._hard
-        watch.reading = True
+def _report(planner: Planner, observer: Observer) -> None:
+    for event in planner.take_events():
+        observer.handle(event)
 
 
 class _StreamBase:
@@ -95,7 +36,8 @@ class _StreamBase:
 
     @property
     def result(self) -> Result:
-        """The Result, once the stream has finished."""
+        """The Result once the stream has finished; after the caller broke off, what is known so far
+        (`finish_reason` None)."""
         if self._planner.result is None:
             raise RuntimeError("the stream has not finished: iterate it to the end first")
         return self._planner.result
@@ -114,12 +56,11 @@ class _StreamBase:
 class ChatStream(_StreamBase):
     """`for chunk in router.stream(...)`; `with` closes the upstream connection promptly on break."""
 
-    def __init__(self, planner: Planner, watchdog: ThreadWatchdog) -> None:
+    def __init__(self, planner: Planner, observer: Observer) -> None:
         super().__init__(planner)
-        self._watchdog = watchdog
         # _run must not hold `self`: a stream <-> generator cycle would leave a bare `for ... break`
         # to the cyclic GC, and the upstream connection open until it runs.
-        self._chunks = self._run(planner, watchdog)
+        self._chunks = self._run(planner, observer)
 
     def __iter__(self) -> Iterator[Chunk]:
         return self._chunks
@@ -137,51 +78,55 @@ class ChatStream(_StreamBase):
         self._chunks.close()
 
     @staticmethod
-    def _run(planner: Planner, watchdog: ThreadWatchdog) -> Generator[Chunk, None, None]:
+    def _run(planner: Planner, observer: Observer) -> Generator[Chunk, None, None]:
         try:
             while True:
-                decision = planner.decide(monotonic())
-                if isinstance(decision, Sleep):
-                    time.sleep(decision.seconds)
-                    continue
-                if isinstance(decision, Raise):
-                    raise decision.error
-                provider, watch, decoder = decision.route.provider, decision.watch, decision.decoder
-                feed = decoder.feed
-                pump = _Pump(planner, decision, watchdog.poke)
-                events: Any = None
-                try:
-                    events = provider.open(decision.request, decision.timeout)
-                    _prepare(events.response, watch)
-                    watchdog.add(watch)
-                    for event in events:
-                        text = feed(event)
-                        if text and (chunk := pump.deliver(text)) is not None:
-                            yield chunk
-                            pump.reading()
-                    if decoder.complete and (chunk := pump.flush()) is not None:
-                        yield chunk
-                except Exception as exc:
-                    if not decoder.complete:  # an error after the terminal event loses nothing
-                        planner.failed(exc, monotonic(), watch)
-                        continue
-                finally:
-                    watchdog.remove(watch)
-                    if events is not None:
-                        events.close()
-                if planner.finished(monotonic()) is not None:
+                action = planner.next(monotonic())
+                _report(planner, observer)
+                if isinstance(action, Open):
+                    live = action.attempt
+                    body: Any = None
+                    try:
+                        body = live.route.provider.open(live.request, live.timeout, live.watch)
+                        for data in body:
+                            for chunk in live.feed(data, monotonic()):
+                                yield chunk
+                                live.resume(monotonic())
+                        planner.ended(live, monotonic())
+                    except Exception as exc:
+                        planner.failed(live, exc, monotonic())
+                    finally:
+                        if body is not None:
+                            _close(body)
+                elif isinstance(action, Admit):
+                    planner.admitted(action.route.breaker.admit(monotonic()), monotonic())
+                elif isinstance(action, Judge):
+                    judgement = action.route.breaker.record(action.admission, action.verdict, monotonic())
+                    planner.judged(judgement, monotonic())
+                elif isinstance(action, Sleep):
+                    time.sleep(action.seconds)
+                elif isinstance(action, Done):
+                    yield from action.last
                     return
+                else:
+                    raise action.error
         except (GeneratorExit, KeyboardInterrupt, SystemExit):
-            planner.cancelled(monotonic())
+            judge = planner.cancelled(monotonic())
+            if judge is not None:
+                try:
+                    judge.route.breaker.record(judge.admission, judge.verdict, monotonic())
+                except Exception:  # the caller is leaving: its verdict is best effort
+                    log.exception("failover: recording the verdict of a cancelled attempt failed")
+            _report(planner, observer)
             raise
 
 
 class AsyncChatStream(_StreamBase):
     """`async with router.astream(...) as stream: async for chunk in stream`."""
 
-    def __init__(self, planner: Planner) -> None:
+    def __init__(self, planner: Planner, observer: Observer) -> None:
         super().__init__(planner)
-        self._chunks = self._run(planner)  # not holding `self` (see ChatStream)
+        self._chunks = self._run(planner, observer)  # not holding `self` (see ChatStream)
 
     def __aiter__(self) -> AsyncIterator[Chunk]:
         return self._chunks
@@ -200,51 +145,76 @@ class AsyncChatStream(_StreamBase):
         await self._chunks.aclose()
 
     @staticmethod
-    async def _run(planner: Planner) -> AsyncGenerator[Chunk, None]:
+    async def _run(planner: Planner, observer: Observer) -> AsyncGenerator[Chunk, None]:
         try:
             while True:
-                decision = planner.decide(monotonic())
-                if isinstance(decision, Sleep):
-                    await asyncio.sleep(decision.seconds)
-                    continue
-                if isinstance(decision, Raise):
-                    raise decision.error
-                provider, watch, decoder = decision.route.provider, decision.watch, decision.decoder
-                feed = decoder.feed
-                events: Any = None
-                timer: LoopWatchdog | None = None
-                try:
-                    events = await provider.aopen(decision.request, decision.timeout)
-                    _prepare(events.response, watch)
-                    timer = LoopWatchdog(watch)
-                    pump = _Pump(planner, decision, timer.poke)
-                    async for event in events:
-                        text = feed(event)
-                        if text and (chunk := pump.deliver(text)) is not None:
-                            yield chunk
-                            pump.reading()
-                    if decoder.complete and (chunk := pump.flush()) is not None:
+                action = planner.next(monotonic())
+                _report(planner, observer)
+                if isinstance(action, Open):
+                    live = action.attempt
+                    body: Any = None
+                    try:
+                        body = await live.route.provider.aopen(live.request, live.timeout, live.watch)
+                        async for data in body:
+                            for chunk in live.feed(data, monotonic()):
+                                yield chunk
+                                live.resume(monotonic())
+                        planner.ended(live, monotonic())
+                    except Exception as exc:
+                        planner.failed(live, exc, monotonic())
+                    finally:
+                        if body is not None:
+                            await _aclose(body)
+                elif isinstance(action, Admit):
+                    planner.admitted(await action.route.breaker.aadmit(monotonic()), monotonic())
+                elif isinstance(action, Judge):
+                    judgement = await action.route.breaker.arecord(action.admission, action.verdict, monotonic())
+                    planner.judged(judgement, monotonic())
+                elif isinstance(action, Sleep):
+                    await asyncio.sleep(action.seconds)
+                elif isinstance(action, Done):
+                    for chunk in action.last:
                         yield chunk
-                except Exception as exc:
-                    if not decoder.complete:
-                        planner.failed(exc, monotonic(), watch)
-                        continue
-                finally:
-                    if timer is not None:
-                        timer.cancel()
-                    if events is not None:
-                        await _close_quietly(events)
-                if planner.finished(monotonic()) is not None:
                     return
+                else:
+                    raise action.error
         except (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-            planner.cancelled(monotonic())
+            judge = planner.cancelled(monotonic())
+            if judge is not None:
+                _record_later(judge)
+            _report(planner, observer)
             raise
 
 
-async def _close_quietly(events: Any) -> None:
+def _close(body: Any) -> None:
+    try:
+        body.close()
+    except Exception:  # the attempt is over either way; closing only returns the connection
+        log.debug("failover: closing a response failed", exc_info=True)
+
+
+async def _aclose(body: Any) -> None:
     # Closing may itself be interrupted when the task is being cancelled; the connection is then
     # dropped by the transport, which is what we want anyway.
     try:
-        await events.close()
+        await body.close()
     except (asyncio.CancelledError, Exception):
         pass
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _record_later(judge: Judge) -> None:
+    """A cancelled attempt's verdict, without awaiting in a task that is being cancelled: a local
+    breaker records it at once (no I/O), a shared one in a task of its own."""
+    breaker = judge.route.breaker
+    if breaker.shared is None:
+        breaker.record(judge.admission, judge.verdict, monotonic())
+        return
+    try:
+        task = asyncio.get_running_loop().create_task(breaker.arecord(judge.admission, judge.verdict, monotonic()))
+    except RuntimeError:  # no running loop any more: the probe lease ends by its TTL
+        return
+    _background.add(task)
+    task.add_done_callback(_background.discard)

@@ -1,41 +1,59 @@
-"""One pybreaker circuit breaker per provider, driven deliberately for streams.
+"""One circuit breaker per provider: pybreaker's state machine, our decision of what trips it.
 
-pybreaker guards function calls; a stream is not one. We keep pybreaker for what it does well (the
-state machine, its storages, listeners) and decide admission ourselves, because its defaults differ
-from what a stream router needs:
+pybreaker guards function calls; a stream is not one, and its defaults differ from what a stream
+router needs (a closed generator counts as a failure, half-open admits every caller, the trip
+replaces the real error, the reset runs on the wall clock). So pybreaker is used through its public
+surface only: `open()`, `half_open()`, `close()`, `current_state`, the storage's counter, and a
+listener for transitions. What counts as a failure, when it trips, when the probe is due and who
+the probe is, is decided here:
 
-- a generator that the caller closes raises `GeneratorExit` inside pybreaker's wrapper and counts
-  as a failure: we never hand it a generator, we record each attempt's verdict after the fact;
-- half-open admits every caller: we let exactly one probe through (a lease) while others skip;
-- `throw_new_error_on_trip` replaces the real error with `CircuitBreakerError`: it is off, and the
-  verdict is recorded on our side of the call anyway, so the real error always reaches the caller.
+- **Trip rule.** It opens when the last `fail_max` verdicts were failures (pybreaker's counter) *and*
+  at least `failure_rate` of the verdicts of the last `window` seconds were failures. A provider that
+  is down trips after `fail_max` failures; one that merely fails now and then (a brownout) keeps
+  serving, because under load a run of `fail_max` failures happens by chance long before the rate
+  over the window reaches `failure_rate`. `failure_rate: 0` is the plain consecutive count.
+- **One probe.** After `reset_timeout` (on the monotonic clock, injectable for tests) exactly one
+  attempt is let through (a lease that ends with its verdict, or after `probe_lease` seconds), the
+  others keep skipping. Its success closes the breaker, its failure opens it again.
+- **Verdicts outside the call.** An attempt's verdict is recorded after the fact (`record`), so the
+  real error always reaches the caller; a caller's cancel before any chunk is no verdict at all.
 
-With `storage: redis://…` the breaker is shared by every process (`policies/redis_breaker.py`):
-admission and verdicts are atomic scripts in Redis, and the local pybreaker below is the fallback
-used while Redis is unreachable.
+With `storage: redis://…` the state is shared by every process: the same rules run as atomic scripts
+in Redis (`policies/redis_store.py`), and the local state machine is the fallback while Redis is
+unreachable. Every method that may talk to Redis has an async twin, so asyncio callers never block
+their event loop on it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import pybreaker
 
 from failover.config import BreakerSettings
+from failover.policies.window import SlidingCounts
 
 if TYPE_CHECKING:
-    from failover.policies.redis_breaker import RedisBreakerStorage
+    from failover.policies.redis_store import RedisBreakerStore, SharedAdmission, SharedJudgement
 
 log = logging.getLogger("failover.breaker")
 
 CLOSED, OPEN, HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
+_CALLS, _FAILURES = 0, 1
 
-StateListener = Callable[[str, str, str], None]  # (provider, old state, new state)
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A state transition of one provider's breaker, as this process saw it."""
+
+    provider: str
+    old: str
+    new: str
+    why: str = ""  # "" | "opened after N consecutive failures" | "seen in the shared storage" ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +63,7 @@ class Admission:
     state: str = CLOSED
     probe_in: float | None = None  # seconds until a probe will be let through, when refused
     token: str | None = None  # the probe's lease in Redis (shared storage), released with the verdict
+    changes: tuple[Change, ...] = ()
 
     def reason(self) -> str:
         if self.state == HALF_OPEN:
@@ -52,61 +71,66 @@ class Admission:
         when = f", probe in {self.probe_in:.1f}s" if self.probe_in is not None else ""
         return f"breaker open{when}"
 
+    @property
+    def code(self) -> str:
+        return "breaker_half_open" if self.state == HALF_OPEN else "breaker_open"
+
 
 ADMITTED = Admission(True)
 
 
-class _Verdict(Exception):
-    """Carries a failure into pybreaker so that its own state machine counts it."""
+class Verdict(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    NONE = "none"  # the attempt ended without a verdict (the caller left before any chunk)
 
 
-def _succeed() -> None:
-    return None
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What recording a verdict did: the state after it, and the transitions it caused."""
+
+    state: str
+    changes: tuple[Change, ...] = ()
 
 
-def _fail() -> None:
-    raise _Verdict
+class _Transitions(pybreaker.CircuitBreakerListener):
+    """Collects the local state machine's transitions while the breaker's lock is held."""
 
-
-class _Listener(pybreaker.CircuitBreakerListener):
-    def __init__(self, on_change: list[StateListener]) -> None:
-        self._on_change = on_change
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
 
     def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
-        old = old_state.name if old_state is not None else "none"
-        log.warning("breaker %s: %s -> %s", cb.name, old, new_state.name)
-        for listener in self._on_change:
-            listener(cb.name, old, new_state.name)
+        old = old_state.name if old_state is not None else CLOSED
+        if old != new_state.name:
+            self.seen.append((old, new_state.name))
 
 
 class Breaker:
-    """Admission and verdicts for one provider.
-
-    `shared`: the provider's state in Redis; None for `storage: memory`. While Redis is unreachable
-    (and always without it) the local pybreaker decides.
-    """
+    """Admission and verdicts for one provider. `now` is always time.monotonic() (or a fake clock)."""
 
     def __init__(self, name: str, settings: BreakerSettings, *, probe_lease: float,
-                 storage: pybreaker.CircuitBreakerStorage | None = None,
-                 shared: RedisBreakerStorage | None = None) -> None:
+                 shared: RedisBreakerStore | None = None) -> None:
         self.name = name
         self.settings = settings
-        self.listeners: list[StateListener] = []
+        self._transitions = _Transitions()
+        self._storage = pybreaker.CircuitMemoryStorage(CLOSED)
         self._cb = pybreaker.CircuitBreaker(
             fail_max=settings.fail_max, reset_timeout=settings.reset_timeout, name=name,
-            state_storage=storage or pybreaker.CircuitMemoryStorage(CLOSED),
-            throw_new_error_on_trip=False, listeners=[_Listener(self.listeners)])
+            state_storage=self._storage, throw_new_error_on_trip=False, listeners=[self._transitions])
         self._lock = threading.Lock()
+        self._window = SlidingCounts(settings.window, 2)
+        self._opened_at = 0.0  # monotonic time of the last opening
         self._probe_lease = probe_lease  # a probe that never reports back frees its slot after this
         self._probe_until = 0.0
         self.shared = shared
-        self._seen = CLOSED  # the shared state this process saw last (listeners hear of changes)
+        self._seen = CLOSED  # the shared state this process saw last (to report others' changes)
         self.trips_here = 0  # shared breaker: how often a verdict of this process opened it
 
-    def update(self, settings: BreakerSettings, *, probe_lease: float,
-               shared: RedisBreakerStorage | None) -> None:
+    def update(self, settings: BreakerSettings, *, probe_lease: float, shared: RedisBreakerStore | None) -> None:
         """New settings from a config reload; the state (local and shared) is kept."""
         with self._lock:
+            if settings.window != self.settings.window:
+                self._window = SlidingCounts(settings.window, 2)
             self.settings = settings
             self._cb.fail_max = settings.fail_max
             self._cb.reset_timeout = settings.reset_timeout
@@ -115,62 +139,28 @@ class Breaker:
                 self.shared = shared
                 self._seen = CLOSED
 
-    def _snapshot(self) -> Any:
-        shared = self.shared
-        return shared.snapshot(self.settings.reset_timeout) if shared is not None else None
-
-    @property
-    def state(self) -> str:
-        snap = self._snapshot()
-        if snap is not None:
-            return str(snap.state)
-        return str(self._cb.current_state)
-
-    @property
-    def fail_counter(self) -> int:
-        snap = self._snapshot()
-        if snap is not None:
-            return int(snap.failures)
-        return int(self._cb.fail_counter)
-
-    def probe_in(self) -> float:
-        """Seconds until the open breaker lets a probe through (0 when it would now)."""
-        snap = self._snapshot()
-        if snap is not None:
-            return float(snap.probe_in)
-        return self._probe_in_local()
-
-    def _observe(self, state: str, why: str = "") -> None:
-        """A state read from Redis: tell the listeners when it differs from the last one seen here
-        (this process, or another one, changed it)."""
-        if state == self._seen:
-            return
-        with self._lock:
-            old, self._seen = self._seen, state
-        if old == state:
-            return
-        log.warning("breaker %s: %s -> %s (shared%s)", self.name, old, state, why)
-        for listener in self.listeners:
-            listener(self.name, old, state)
+    # ---- admission
 
     def admit(self, now: float) -> Admission:
-        """May an attempt go to this provider now? `now` is time.monotonic()."""
+        """May an attempt go to this provider now?"""
         shared = self.shared
         if shared is not None:
-            from failover.policies.redis_breaker import probe_token
-
-            token = probe_token()
+            token = shared.token()
             got = shared.admit(self.settings.reset_timeout, self._probe_lease, token)
             if got is not None:
-                state, wait, probe = got
-                self._observe(state)
-                if state == CLOSED:
-                    return ADMITTED
-                if probe:
-                    return Admission(True, probe=True, state=HALF_OPEN, token=token)
-                if state == OPEN:
-                    return Admission(False, state=OPEN, probe_in=wait)
-                return Admission(False, state=HALF_OPEN)
+                return self._shared_admission(got, token)
+        return self._admit_local(now)
+
+    async def aadmit(self, now: float) -> Admission:
+        shared = self.shared
+        if shared is not None:
+            token = shared.token()
+            got = await shared.aadmit(self.settings.reset_timeout, self._probe_lease, token)
+            if got is not None:
+                return self._shared_admission(got, token)
+        return self._admit_local(now)
+
+    def _admit_local(self, now: float) -> Admission:
         if self._cb.current_state == CLOSED:
             return ADMITTED
         with self._lock:
@@ -178,66 +168,149 @@ class Breaker:
             if state == CLOSED:
                 return ADMITTED
             if state == OPEN:
-                wait = self._probe_in_local()
+                wait = self._opened_at + self.settings.reset_timeout - now
                 if wait > 0:
                     return Admission(False, state=OPEN, probe_in=wait)
                 self._cb.half_open()
             if self._probe_until > now:
-                return Admission(False, state=HALF_OPEN)
+                return Admission(False, state=HALF_OPEN, changes=self._drain(""))
             self._probe_until = now + self._probe_lease
-            return Admission(True, probe=True, state=HALF_OPEN)
+            return Admission(True, probe=True, state=HALF_OPEN, changes=self._drain("probe due"))
 
-    def _probe_in_local(self) -> float:
-        opened_at: datetime | None = self._cb._state_storage.opened_at
-        if opened_at is None:
-            return 0.0
-        elapsed = (datetime.now(UTC) - opened_at).total_seconds()
-        return max(0.0, self.settings.reset_timeout - elapsed)
+    def _shared_admission(self, got: SharedAdmission, token: str) -> Admission:
+        changes = self._observe(got.state)
+        if got.state == CLOSED:
+            return ADMITTED if not changes else Admission(True, changes=changes)
+        if got.probe:
+            return Admission(True, probe=True, state=HALF_OPEN, token=token, changes=changes)
+        if got.state == OPEN:
+            return Admission(False, state=OPEN, probe_in=got.wait, changes=changes)
+        return Admission(False, state=HALF_OPEN, changes=changes)
 
-    def success(self, admission: Admission) -> None:
+    # ---- verdicts
+
+    def record(self, admission: Admission, verdict: Verdict, now: float) -> Judgement:
+        """Record one attempt's verdict; the state after it and the transitions it caused."""
         shared = self.shared
-        if shared is not None:
-            got = shared.success(admission.token)
+        if shared is not None and verdict is not Verdict.NONE:
+            got = shared.record(verdict is Verdict.FAILURE, admission.token, self.settings)
             if got is not None:
-                self._observe(got[0])
-                self._release_local(admission)
-                return
-        elif admission is ADMITTED and self._cb.current_state == CLOSED and self._cb.fail_counter == 0:
-            return  # the common case: pybreaker's call() would change nothing
-        self._record(_succeed, admission)
+                return self._shared_judgement(got, admission)
+        elif shared is not None and admission.token is not None:
+            shared.release(admission.token)  # unreachable: the lease ends by its TTL
+        return self._record_local(admission, verdict, now)
 
-    def failure(self, admission: Admission) -> None:
+    async def arecord(self, admission: Admission, verdict: Verdict, now: float) -> Judgement:
         shared = self.shared
-        if shared is not None:
-            got = shared.failure(self.settings.fail_max, admission.token)
+        if shared is not None and verdict is not Verdict.NONE:
+            got = await shared.arecord(verdict is Verdict.FAILURE, admission.token, self.settings)
             if got is not None:
-                state, count, tripped = got
-                if tripped:
-                    self.trips_here += 1
-                self._observe(state, f"; opened here after {count} consecutive failures" if tripped else "")
-                self._release_local(admission)
-                return
-        self._record(_fail, admission)
+                return self._shared_judgement(got, admission)
+        elif shared is not None and admission.token is not None:
+            await shared.arelease(admission.token)
+        return self._record_local(admission, verdict, now)
 
-    def release(self, admission: Admission) -> None:
-        """The attempt ended without a verdict (the caller left before any chunk)."""
-        if admission.token is not None and self.shared is not None:
-            self.shared.release(admission.token)  # unreachable: the lease ends by its TTL
-        self._release_local(admission)
+    def _record_local(self, admission: Admission, verdict: Verdict, now: float) -> Judgement:
+        if verdict is Verdict.NONE:
+            self._release_probe(admission)
+            return Judgement(self._cb.current_state)
+        if (verdict is Verdict.SUCCESS and admission is ADMITTED and self.settings.failure_rate == 0
+                and self._cb.current_state == CLOSED and self._storage.counter == 0):
+            return Judgement(CLOSED)  # the common case, with nothing to count: no lock
+        with self._lock:
+            state = self._cb.current_state
+            why = ""
+            if verdict is Verdict.SUCCESS:
+                if state == CLOSED:
+                    self._storage.reset_counter()
+                    self._window.add(now, _CALLS)
+                elif state == HALF_OPEN and admission.probe:
+                    self._cb.close()
+                    self._window.clear()
+                    why = "the probe succeeded"
+            elif state == CLOSED:
+                self._storage.increment_counter()
+                self._window.add(now, _CALLS)
+                self._window.add(now, _FAILURES)
+                if self._trips():
+                    self._open(now)
+                    why = f"opened after {self._storage.counter} consecutive failures"
+            elif state == HALF_OPEN and admission.probe:
+                self._open(now)
+                why = "the probe failed"
+            if admission.probe:
+                self._probe_until = 0.0
+            return Judgement(self._cb.current_state, self._drain(why))
 
-    def _release_local(self, admission: Admission) -> None:
+    def _trips(self) -> bool:
+        s = self.settings
+        if self._storage.counter < s.fail_max:
+            return False
+        calls, failures = self._window.totals
+        return s.failure_rate == 0 or (calls > 0 and failures / calls >= s.failure_rate)
+
+    def _open(self, now: float) -> None:
+        self._opened_at = now
+        self._cb.open()
+
+    def _release_probe(self, admission: Admission) -> None:
         if admission.probe and admission.token is None:
             with self._lock:
                 self._probe_until = 0.0
 
-    def _record(self, outcome: Callable[[], None], admission: Admission) -> None:
-        try:
-            self._cb.call(outcome)
-        except (_Verdict, pybreaker.CircuitBreakerError):
-            # _Verdict is our own failure coming back; CircuitBreakerError means another caller
-            # opened the breaker meanwhile, and this verdict changes nothing.
-            pass
-        self.release(admission)
+    def _shared_judgement(self, got: SharedJudgement, admission: Admission) -> Judgement:
+        if got.tripped:
+            self.trips_here += 1
+        why = f"opened here after {got.failures} consecutive failures" if got.tripped else ""
+        self._release_probe(admission)
+        return Judgement(got.state, self._observe(got.state, why))
+
+    # ---- transitions
+
+    def _drain(self, why: str) -> tuple[Change, ...]:
+        """The local transitions since the last drain (the lock is held)."""
+        seen = self._transitions.seen
+        if not seen:
+            return ()
+        self._transitions.seen = []
+        changes = tuple(Change(self.name, old, new, why) for old, new in seen)
+        for change in changes:
+            log.warning("breaker %s: %s -> %s%s", self.name, change.old, change.new, f" ({why})" if why else "")
+        return changes
+
+    def _observe(self, state: str, why: str = "") -> tuple[Change, ...]:
+        """A state read from Redis: a change when it differs from the last one seen here (this
+        process, or another one, changed it)."""
+        if state == self._seen:
+            return ()
+        with self._lock:
+            old, self._seen = self._seen, state
+        if old == state:
+            return ()
+        reason = why or "seen in the shared storage"
+        log.warning("breaker %s: %s -> %s (shared: %s)", self.name, old, state, reason)
+        return (Change(self.name, old, state, reason),)
+
+    # ---- reading (status, telemetry, tests)
+
+    @property
+    def state(self) -> str:
+        snap = self.shared.snapshot(self.settings.reset_timeout) if self.shared is not None else None
+        return snap.state if snap is not None else str(self._cb.current_state)
+
+    @property
+    def fail_counter(self) -> int:
+        snap = self.shared.snapshot(self.settings.reset_timeout) if self.shared is not None else None
+        return snap.failures if snap is not None else int(self._storage.counter)
+
+    def probe_in(self, now: float) -> float:
+        """Seconds until the open breaker lets a probe through (0 when it would now)."""
+        snap = self.shared.snapshot(self.settings.reset_timeout) if self.shared is not None else None
+        if snap is not None:
+            return snap.probe_in
+        if self._cb.current_state != OPEN:
+            return 0.0
+        return max(0.0, self._opened_at + self.settings.reset_timeout - now)
 
     def __repr__(self) -> str:
         where = repr(self.shared) if self.shared is not None else "memory"

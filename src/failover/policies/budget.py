@@ -11,9 +11,8 @@ where *first attempts* are the calls that reached this provider (attempt number 
 min_retries 3, window 10 s) retries add at most 20 % to the load this router sends, plus 3 per
 window so that a lone caller can still retry.
 
-Sans-IO apart from a lock: every method takes `now` (time.monotonic()). The window is a ring of
-`SLOTS` buckets, so each call is O(1) and the memory constant; a count leaves the window in steps
-of `window / SLOTS` seconds.
+Sans-IO apart from a lock: every method takes `now` (time.monotonic()); the window is
+`policies.window.SlidingCounts`.
 """
 
 from __future__ import annotations
@@ -21,79 +20,50 @@ from __future__ import annotations
 import threading
 
 from failover.config import RetryBudgetSettings
+from failover.policies.window import SlidingCounts
 
-SLOTS = 10
+_REQUESTS, _RETRIES = 0, 1
 
 
 class RetryBudget:
     """Shared by every call of one router to one provider; thread-safe."""
 
-    __slots__ = ("_epoch", "_lock", "_requests", "_retries", "_slot_requests", "_slot_retries", "_width",
-                 "settings")
+    __slots__ = ("_counts", "_lock", "settings")
 
     def __init__(self, settings: RetryBudgetSettings) -> None:
         self._lock = threading.Lock()
-        self._configure(settings)
-
-    def _configure(self, settings: RetryBudgetSettings) -> None:
         self.settings = settings
-        self._width = settings.window / SLOTS
-        self._slot_requests = [0] * SLOTS
-        self._slot_retries = [0] * SLOTS
-        self._requests = 0  # sums over the ring
-        self._retries = 0
-        self._epoch: int | None = None  # index of the newest slot, in units of `_width` since time 0
+        self._counts = SlidingCounts(settings.window, 2)
 
     def update(self, settings: RetryBudgetSettings) -> None:
         """New settings (a config reload). The history is kept unless the window changed."""
         with self._lock:
             if settings.window != self.settings.window:
-                self._configure(settings)
-            else:
-                self.settings = settings
-
-    def _advance(self, now: float) -> int:
-        """Expire the slots that left the window; the index of the slot `now` falls in."""
-        epoch = int(now // self._width)
-        last = self._epoch
-        if last is None or epoch - last >= SLOTS:
-            self._slot_requests = [0] * SLOTS
-            self._slot_retries = [0] * SLOTS
-            self._requests = self._retries = 0
-        elif epoch > last:
-            for e in range(last + 1, epoch + 1):
-                i = e % SLOTS
-                self._requests -= self._slot_requests[i]
-                self._retries -= self._slot_retries[i]
-                self._slot_requests[i] = self._slot_retries[i] = 0
-        else:
-            epoch = last  # the clock never goes back; a caller's slightly older `now` counts as current
-        self._epoch = epoch
-        return epoch % SLOTS
+                self._counts = SlidingCounts(settings.window, 2)
+            self.settings = settings
 
     def request(self, now: float) -> None:
         """A first attempt was sent to the provider."""
         with self._lock:
-            i = self._advance(now)
-            self._slot_requests[i] += 1
-            self._requests += 1
+            self._counts.add(now, _REQUESTS)
 
     def try_retry(self, now: float) -> bool:
         """May one more retry be sent now? If so, it is counted (the caller must send it)."""
         with self._lock:
-            i = self._advance(now)
+            counts = self._counts
+            counts.advance(now)
             s = self.settings
-            if self._retries >= max(s.min_retries, s.ratio * self._requests):
+            if counts.totals[_RETRIES] >= max(s.min_retries, s.ratio * counts.totals[_REQUESTS]):
                 return False
-            self._slot_retries[i] += 1
-            self._retries += 1
+            counts.add(now, _RETRIES)
             return True
 
     def counts(self, now: float) -> tuple[int, int]:
         """(first attempts, retries) in the window: for tests and `failover status`."""
         with self._lock:
-            self._advance(now)
-            return self._requests, self._retries
+            self._counts.advance(now)
+            requests, retries = self._counts.totals
+            return requests, retries
 
     def __repr__(self) -> str:
         s = self.settings

@@ -1,67 +1,55 @@
 """Deadlines of one attempt: first chunk, gap between chunks, whole call.
 
-`Watch` is the sans-IO part of enforcing them: both drivers keep one per open attempt and ask it
-`check(now)` when their timer fires; it answers when to look again, or aborts the attempt. On the
-per-chunk path the driver only moves `deadline` forward and flips `reading`, so no timer is touched
-per chunk. `reading` is false while the caller holds a chunk: a slow consumer is not a silent
-provider.
+`Watch` is sans-IO: it holds the absolute time the attempt's current wait must end, and the
+transport (providers/transport.py) clamps every socket operation of the attempt to it. The
+per-chunk path only moves one float:
+
+- from sending until the first content: `first_token` after the send (never past `hard`);
+- once content arrived, and again each time the caller hands control back after a chunk (`resume`):
+  `idle` from then on. Time the caller spends holding a chunk is not provider silence;
+- never past `hard`, the call's deadline (`timeouts.total` from the start of the call).
 """
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable
-
 from failover.config import TimeoutSettings
+
+FIRST_TOKEN, IDLE, TOTAL = "first_token", "idle", "total"
 
 
 class Watch:
-    __slots__ = ("_abort", "deadline", "fired", "first_token_at", "got_text", "hard", "idle", "reading",
-                 "settings")
+    __slots__ = ("deadline", "fired", "first_token_at", "got_content", "hard", "idle", "settings")
 
     def __init__(self, settings: TimeoutSettings, first_token_at: float, hard: float) -> None:
         self.settings = settings
         self.idle = settings.idle
         self.first_token_at = first_token_at
-        self.hard = hard  # the attempt may not outlive the call's deadline
+        self.hard = hard
         self.deadline = min(first_token_at, hard)
-        self.reading = True
-        self.got_text = False
-        self.fired: str | None = None
-        self._abort: Callable[[], None] = _nothing
+        self.got_content = False
+        self.fired: str | None = None  # which deadline cut the attempt, once one did
 
-    def attach(self, sock: socket.socket | None) -> None:
-        """The connection to cut when the deadline passes (shutdown wakes a blocked read)."""
-        if sock is not None:
-            self._abort = lambda: _shutdown(sock)
+    def content(self, now: float) -> None:
+        """The provider sent content: from now on the gap to the next one is what counts."""
+        self.got_content = True
+        deadline = now + self.idle
+        self.deadline = deadline if deadline < self.hard else self.hard
+
+    resume = content  # the caller handed control back after a chunk: the same rule from now
 
     def kind(self) -> str:
         if self.deadline >= self.hard:
-            return "total"
-        return "idle" if self.got_text else "first_token"
+            return TOTAL
+        return IDLE if self.got_content else FIRST_TOKEN
 
     def seconds(self, kind: str) -> float:
-        return {"idle": self.idle, "first_token": self.settings.first_token, "total": self.settings.total}[kind]
+        return {IDLE: self.idle, FIRST_TOKEN: self.settings.first_token, TOTAL: self.settings.total}[kind]
 
-    def check(self, now: float) -> float | None:
-        """Abort if the deadline passed while reading; else return when to check again."""
-        if self.fired is not None:
-            return None
-        if now < self.deadline:
-            return self.deadline
-        if not self.reading:
-            return now + self.idle
-        self.fired = self.kind()
-        self._abort()
-        return None
+    # ---- the transport's Deadline protocol
 
+    def remaining(self, now: float) -> float:
+        return self.deadline - now
 
-def _nothing() -> None:
-    return None
-
-
-def _shutdown(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed: the attempt is over anyway
+    def expire(self) -> None:
+        if self.fired is None:
+            self.fired = self.kind()

@@ -20,7 +20,7 @@ def _check(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     print(describe(config))
-    from failover.status import storage_problems
+    from failover.cli.status import storage_problems
 
     for problem in storage_problems(config):  # breaker.storage: redis://… without the redis extra
         print(f"error: {problem}", file=sys.stderr)
@@ -33,8 +33,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from failover.cli.status import status_report
     from failover.config import load_config
-    from failover.status import status_report
 
     text, code = status_report(load_config(args.config))
     print(text)
@@ -51,7 +51,7 @@ def _trace_capture(settings: TelemetrySettings) -> InMemorySpanExporter | None:
     except ImportError:
         print("warning: --trace needs the OpenTelemetry SDK: pip install 'failover[telemetry]'", file=sys.stderr)
         return None
-    from failover.otel_sdk import setup_telemetry
+    from failover.telemetry.sdk import setup_telemetry
 
     memory = InMemorySpanExporter()
     processor = SimpleSpanProcessor(memory)
@@ -95,7 +95,8 @@ def _stream(args: argparse.Namespace) -> int:
         return 1
     finally:
         if memory is not None:
-            from failover.otel_sdk import flush_telemetry, format_trace
+            from failover.cli.trace import format_trace
+            from failover.telemetry.sdk import flush_telemetry
 
             flush_telemetry()
             print(format_trace(memory.get_finished_spans()), file=sys.stderr)
@@ -103,7 +104,7 @@ def _stream(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from failover.demo import run_demo
+    from failover.cli.demo import run_demo
 
     try:
         run_demo(chunk_delay=args.chunk_delay, reset_timeout=args.reset_timeout, otlp=args.otlp)

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from failover.config import Config
-from failover.policies.redis_breaker import (
+from failover.policies.redis_store import (
     REDIS_MISSING,
-    RedisBreakerStorage,
+    RedisBreakerStore,
     RedisLink,
     SharedSnapshot,
     key_prefix,
@@ -58,7 +58,7 @@ def status_report(config: Config) -> tuple[str, int]:
             if link is None:
                 link = links[url] = RedisLink(url)
             prefix = key_prefix(namespace_for(p, config.telemetry.service_name), p.name)
-            snap = RedisBreakerStorage(link, prefix).snapshot(p.breaker.reset_timeout)
+            snap = RedisBreakerStore(link, prefix).snapshot(p.breaker.reset_timeout)
             where = f"{mask_url(url)} {prefix}"
             if snap is None:
                 rows.append((p.name, "(unknown)", "", "", f"{where}: Redis unreachable"))

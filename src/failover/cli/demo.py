@@ -18,6 +18,7 @@ from opentelemetry import trace
 
 from failover.emulator import Emulator, steps
 from failover.errors import Attempt, FailoverError
+from failover.events import BreakerChanged, Event
 from failover.router import Router
 
 _TRACER = trace.get_tracer("failover.demo")
@@ -113,7 +114,7 @@ def _otlp(endpoint: str) -> str:
     from urllib.parse import urlsplit
 
     from failover.config import TelemetrySettings
-    from failover.otel_sdk import setup_telemetry
+    from failover.telemetry.sdk import setup_telemetry
 
     settings = TelemetrySettings(exporter="otlp", service_name="failover-demo")
     if endpoint:
@@ -138,7 +139,7 @@ def run_demo(out: TextIO = sys.stdout, *, color: bool | None = None, chunk_delay
         _story(p, chunk_delay=chunk_delay, reset_timeout=reset_timeout)
     finally:
         if target is not None:
-            from failover.otel_sdk import flush_telemetry
+            from failover.telemetry.sdk import flush_telemetry
 
             if flush_telemetry():
                 p.out.write(f"\nTraces exported over OTLP to {target} (service failover-demo); in Jaeger: "
@@ -153,9 +154,12 @@ def _story(p: _Printer, *, chunk_delay: float, reset_timeout: float) -> None:
             Router.from_dict(demo_config(oai.base_url, ant.base_url, reset_timeout=reset_timeout),
                              source="<demo>") as router:
         p.out.write(f"failover demo: {router!r}\n(emulated providers on 127.0.0.1; no API keys needed)\n")
-        for route in router.routes:
-            route.breaker.listeners.append(
-                lambda name, old, new: p.line(p.paint(f"   breaker {name}: {old} -> {new}", "35")))
+        def breaker_changes(event: Event) -> None:
+            if isinstance(event, BreakerChanged):
+                c = event.change
+                p.line(p.paint(f"   breaker {c.provider}: {c.old} -> {c.new}", "35"))
+
+        router.listeners.append(breaker_changes)
 
         p.heading("1. OpenAI healthy")
         _call(router, p)
@@ -175,7 +179,7 @@ def _story(p: _Printer, *, chunk_delay: float, reset_timeout: float) -> None:
         p.heading(f"5. OpenAI recovers; after reset_timeout ({reset_timeout:g}s) exactly one probe goes through")
         outage_hits = len(oai.requests)
         oai.reset()
-        wait = router.breaker("openai").probe_in()
+        wait = router.breaker("openai").probe_in(time.monotonic())
         p.line(p.paint(f"   (waiting {wait:.1f}s for the probe)", "2"))
         time.sleep(wait + 0.05)
         _call(router, p)

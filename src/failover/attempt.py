@@ -1,0 +1,145 @@
+"""One attempt in progress, and what the caller has received so far.
+
+`LiveAttempt` holds what the driver sends (request, timeouts, deadlines) and the per-chunk path:
+body bytes → the provider's decoder → the continuation's seam → `Chunk`s for the caller, appended to
+the call's `Transcript`. It decides nothing beyond that path; the planner decides what an ended or
+failed attempt means.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from failover.policies.resume import Seam
+from failover.policies.timeouts import TOTAL, Watch
+from failover.types import Chunk
+
+if TYPE_CHECKING:
+    from failover.planner import Route
+    from failover.policies.breaker import Admission
+    from failover.providers.base import CallTimeout, Decoder
+    from failover.request import Request
+
+_NO_CHUNKS: list[Chunk] = []  # returned (never modified) when bytes complete no text
+
+
+class Transcript:
+    """What the caller has received: the text in order, the attempts whose text it kept (usage counts
+    those), and whether a continuation delivered any of it."""
+
+    __slots__ = ("parts", "resumed", "served")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.served: list[LiveAttempt] = []
+        self.resumed = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class AttemptTimeout(Exception):
+    """Our own deadline for this attempt passed: `kind` is first_token, idle or total."""
+
+    def __init__(self, kind: str, seconds: float) -> None:
+        super().__init__(f"call deadline of {seconds:g}s reached" if kind == TOTAL else
+                         f"no {'first chunk' if kind == 'first_token' else 'chunk'} within {seconds:g}s")
+        self.kind = kind
+
+
+class Truncated(Exception):
+    """The stream ended without its terminal event."""
+
+
+# ---- one attempt ------------------------------------------------------------------------------
+
+
+class LiveAttempt:
+    """An attempt in progress: what to send, its deadlines, and its body's per-chunk path.
+
+    The driver sends `request` with `timeout` and `watch` through `route.provider`, then passes every
+    block of the body's bytes to `feed` and yields the chunks it returns, calling `resume` when the
+    caller hands control back after a chunk.
+    """
+
+    __slots__ = ("_transcript", "admission", "backoff", "continuing", "decoder", "delivered", "delivered_from",
+                 "discard", "first_chunk_at", "model", "name", "number", "quiet_since", "received", "request",
+                 "route", "seam", "started", "started_wall", "timeout", "watch")
+
+    def __init__(self, transcript: Transcript, route: Route, number: int, admission: Admission, request: Request,
+                 timeout: CallTimeout, watch: Watch, now: float, backoff: float) -> None:
+        self._transcript = transcript
+        self.route = route
+        self.name, self.model = route.provider.name, route.provider.model
+        self.number = number
+        self.admission = admission
+        self.request = request
+        self.timeout = timeout
+        self.watch = watch
+        self.decoder: Decoder = route.provider.decoder()
+        self.started = now
+        self.started_wall = time.time()
+        self.backoff = backoff
+        self.continuing = False  # this attempt continues text another attempt delivered
+        self.seam: Seam | None = None  # filters a continuation's repeat of delivered text
+        self.discard: str | None = None  # a restart: text the caller must throw away at our first chunk
+        self.first_chunk_at: float | None = None
+        self.quiet_since = now  # since when we wait on the provider (content, or the caller resuming)
+        self.received = 0  # characters of content received (a repeated fault is recognised by its place)
+        self.delivered = False  # text of this attempt reached the caller
+        self.delivered_from = len(transcript.parts)  # where this attempt's text starts in the transcript
+
+    def feed(self, data: bytes, now: float) -> list[Chunk]:
+        """Bytes of the body in; the chunks for the caller out. Raises what the decoder raises for
+        garbage or an in-band error (report it with `Planner.failed`)."""
+        texts = self.decoder.feed(data)
+        if not texts:
+            return _NO_CHUNKS
+        return self.deliver(texts, now)
+
+    def resume(self, now: float) -> None:
+        """The caller handed control back: waiting on the provider starts again now."""
+        self.quiet_since = now
+        self.watch.resume(now)
+
+    def deliver(self, texts: list[str], now: float) -> list[Chunk]:
+        """Content from the provider: the chunks for the caller (a continuation's seam may hold some back)."""
+        self.watch.content(now)
+        self.quiet_since = now
+        if self.first_chunk_at is None:
+            self.first_chunk_at = now
+        chunks: list[Chunk] = []
+        parts = self._transcript.parts
+        for text in texts:
+            self.received += len(text)
+            seam = self.seam
+            if seam is not None:
+                text = seam.feed(text)
+                if seam.done:
+                    self.seam = None
+                if not text:
+                    continue
+            chunks.append(self._first(text) if not self.delivered else Chunk(text, self.name, self.model))
+            parts.append(text)
+        return chunks
+
+    def flush(self, now: float) -> list[Chunk]:
+        """The stream completed: what the seam still holds is decided now."""
+        seam, self.seam = self.seam, None
+        rest = seam.flush() if seam is not None else ""
+        return self.deliver([rest], now) if rest else _NO_CHUNKS
+
+    def _first(self, text: str) -> Chunk:
+        self.delivered = True
+        transcript = self._transcript
+        if self.continuing:
+            transcript.resumed = True
+        if self.discard is None:
+            return Chunk(text, self.name, self.model)
+        # A restart: only now, when the new answer arrives, is the old one gone for the caller.
+        transcript.parts.clear()
+        transcript.served.clear()
+        self.delivered_from = 0
+        return Chunk(text, self.name, self.model, restart=True, discard=self.discard)

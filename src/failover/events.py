@@ -1,0 +1,95 @@
+"""What one call reports as it goes, as plain values: the planner emits them, the drivers hand them
+to observers (telemetry). Nothing is reported per chunk.
+
+Order within a call: `CallStarted`; per attempt `AttemptStarted` … `AttemptEnded` (a skipped
+provider is one `ProviderSkipped`); `BreakerChanged` wherever a transition was seen (after the
+`AttemptStarted` of the attempt whose admission saw it, before the `AttemptEnded` of the attempt
+whose verdict caused it); `CallEnded` exactly once for a call that started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from failover.errors import Attempt
+    from failover.planner import Route
+    from failover.policies.breaker import Change
+    from failover.policies.classify import Failure
+    from failover.providers.base import Decoder
+    from failover.request import Request
+    from failover.types import Result
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStarted:
+    route: Route
+    number: int  # 1-based within its provider
+    request: Request  # what was sent (a continuation carries the delivered text)
+    continuing: bool  # continues text another attempt delivered
+    backoff_s: float  # slept before it
+    previous: Failure | None  # why the attempt before it failed
+    probe: bool  # the half-open breaker's probe
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnded:
+    attempt: Attempt
+    decoder: Decoder  # usage, finish reason, served model, unrepresented content
+    failure: Failure | None
+    cancelled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSkipped:
+    attempt: Attempt
+    code: str  # breaker_open | breaker_half_open | missing_api_key | deadline
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerChanged:
+    change: Change
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    result: Result | None
+    error: BaseException | None
+    cancelled: bool = False
+
+
+Event = CallStarted | AttemptStarted | AttemptEnded | ProviderSkipped | BreakerChanged | CallEnded
+
+
+class Observer:
+    """Told the story of one call, event by event. This base ignores it."""
+
+    def handle(self, event: Event) -> None:
+        return None
+
+
+NULL_OBSERVER = Observer()
+
+Listener = Callable[[Event], None]
+
+
+class Fanout(Observer):
+    """Hands each event to a first observer (telemetry), then to plain listeners."""
+
+    __slots__ = ("_first", "_listeners")
+
+    def __init__(self, first: Observer, listeners: tuple[Listener, ...]) -> None:
+        self._first = first
+        self._listeners = listeners
+
+    def handle(self, event: Event) -> None:
+        self._first.handle(event)
+        for listener in self._listeners:
+            listener(event)
