@@ -1,0 +1,240 @@
+"""Promises under hostile input and load (issue 9): each test pins one way the router used to break a
+promise, through the real SDKs over real sockets to the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import time
+import traceback
+import warnings
+
+import pytest
+from tests.conftest import MESSAGES, OTHER, make_router, run_async, run_sync
+
+from failover import AllProvidersFailed, Router, StreamInterrupted
+from failover.emulator import Emulator, steps
+from failover.redact import Scrubber
+
+
+def established_to(port: int) -> int:
+    """This process's ESTABLISHED TCP connections to 127.0.0.1:`port` (from /proc/net/tcp)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if state == "01" and int(remote.split(":")[1], 16) == port and inode in inodes:
+                count += 1
+    return count
+
+
+# ---- 2. restart: the caller always learns that the answer starts over
+
+
+def test_restart_after_a_failed_restart_attempt_still_signals_the_discard(emu, kind, call):
+    primary = emu[kind]
+    primary.script(steps.cut(after=3), steps.server_error(500))
+    with make_router(primary, midstream="restart") as router:
+        out = call(router)
+    assert out.error is None
+    restarts = [c for c in out.chunks if c.restart]
+    assert len(restarts) == 1
+    shown_before = "".join(c.text for c in out.chunks[: out.chunks.index(restarts[0])])
+    assert restarts[0].discard == shown_before and len(shown_before) > 0
+    after = "".join(c.text for c in out.chunks[out.chunks.index(restarts[0]):])
+    assert after == primary.answer == out.result.text
+    assert [a.error_type for a in out.attempts] == ["cut", "server_error", None]
+
+
+def test_restart_that_never_lands_keeps_the_partial_text(emu, kind, call):
+    primary, fallback = emu[kind], emu[OTHER[kind]]
+    primary.script(steps.cut(after=3), steps.server_error(500), steps.server_error(500))
+    fallback.script(steps.server_error(500), steps.server_error(500), steps.server_error(500))
+    with make_router(primary, fallback, midstream="restart") as router:
+        out = call(router)
+    assert isinstance(out.error, StreamInterrupted)
+    assert out.error.partial_text == out.text and len(out.text) > 0
+    assert primary.answer.startswith(out.text)
+
+
+# ---- 3, 4. keys: scrubbed exactly, whole chains, never ordinary words
+
+
+def test_short_placeholder_keys_are_not_scrubbed_out_of_words() -> None:
+    scrubber = Scrubber(["none", "x", "k", "local"])
+    assert not scrubber
+    text = "The model `nonexistent-model` does not exist; you exceeded your current quota"
+    assert scrubber.scrub(text) == text
+
+
+def test_scrubbing_covers_the_whole_exception_chain() -> None:
+    key = "sk-live-0123456789abcdefABCDEF"
+    scrubber = Scrubber([key])
+    try:
+        try:
+            raise ConnectionError(f"upstream said: bad key {key}")
+        except ConnectionError as inner:
+            raise RuntimeError(f"wrapped {key}") from inner
+    except RuntimeError as outer:
+        scrubber.scrub_exception(outer)
+        printed = "".join(traceback.format_exception(outer))
+    assert key not in printed and "***" in printed
+
+
+# ---- 5. input the router cannot send is the caller's error, never a provider's
+
+
+def test_a_lone_surrogate_is_a_value_error_before_any_request(emu, kind, call):
+    primary, fallback = emu[kind], emu[OTHER[kind]]
+    with make_router(primary, fallback, breaker={"fail_max": 1}) as router:
+        for _ in range(5):
+            with pytest.raises(ValueError, match=r"messages\[1\]\.content cannot be sent.*surrogate"):
+                router.stream([MESSAGES[0], {"role": "user", "content": "hi \ud800 there"}])
+        out = call(router)
+        assert out.result is not None and out.result.provider == "primary"
+        assert router.breaker("primary").state == "closed" and router.breaker("fallback").state == "closed"
+    assert len(primary.requests) == 1 and not fallback.requests
+
+
+# ---- 8. asyncio.run twice, then close: no noise, no connection left open
+
+
+def test_asyncio_run_twice_then_close_leaves_nothing_established(emu, kind, caplog):
+    primary = emu[kind]
+    with warnings.catch_warnings():
+        # The first loop's transports die with it (its sockets are shut down, not left open); that
+        # the garbage collector then finds them unclosed is the loop's own business.
+        warnings.simplefilter("ignore", ResourceWarning)
+        router = make_router(primary)
+        asyncio.run(router.acomplete(MESSAGES))
+        asyncio.run(router.acomplete(MESSAGES))
+        router.close()
+        gc.collect()
+    assert established_to(primary.port) == 0
+    # no "Task exception was never retrieved ... Event loop is closed" from asyncio
+    assert not [r for r in caplog.records if r.name == "asyncio" and r.levelno >= 40]
+
+
+# ---- 9. a shared breaker's Redis never blocks the event loop (tests/test_redis_breaker.py)
+
+# ---- 10. a brownout is not an outage
+
+
+def test_a_brownout_on_every_provider_still_serves_the_calls(emulators):
+    """30 % of attempts fail on every provider, 100 callers at once: retries and failover serve
+    them; no breaker opens for a provider that still serves most calls."""
+    faults = [steps.server_error(503), steps.rate_limit(), steps.reset(), steps.cut(after=2)]
+    emus = [Emulator(kind).start() for kind in ("openai", "anthropic", "openai")]
+    try:
+        for i, e in enumerate(emus):
+            e.chaos(0.3, faults, seed=i)
+        providers = [{"name": f"p{i}", "type": e.kind, "model": "m", "api_key": "test-key", "base_url": e.base_url}
+                     for i, e in enumerate(emus)]
+        config = {"providers": providers, "defaults": {
+            "retry": {"max_attempts": 3, "initial_backoff": 0.01, "max_backoff": 0.05},
+            "timeouts": {"connect": 1.0, "first_token": 2.0, "idle": 2.0, "total": 10.0}}}
+
+        async def go() -> list[object]:
+            async with Router.from_dict(config) as router:
+                calls = [run_async(router) for _ in range(200)]
+                outcomes = []
+                for i in range(0, len(calls), 100):
+                    outcomes += await asyncio.gather(*calls[i:i + 100])
+                states = [router.breaker(f"p{i}").state for i in range(3)]
+                return [outcomes, states]
+
+        outcomes, states = asyncio.run(go())
+    finally:
+        for e in emus:
+            e.stop()
+    served = [o for o in outcomes if o.result is not None]  # type: ignore[attr-defined]
+    assert len(served) >= 198  # ≥ 99 %
+    assert all(o.result.text == emus[0].answer for o in served)  # type: ignore[attr-defined]
+    assert states == ["closed"] * 3
+
+
+# ---- 11. no time wasted on faults that will repeat
+
+
+def test_the_same_malformed_event_at_the_same_place_is_not_tried_a_third_time(emu, kind, call):
+    primary, fallback = emu[kind], emu[OTHER[kind]]
+    primary.script(*[steps.malformed(after=0)] * 3)
+    with make_router(primary, fallback) as router:
+        out = call(router)
+    assert out.result is not None and out.result.provider == "fallback"
+    assert [a.error_type for a in out.attempts] == ["malformed_event", "malformed_event", None]
+    assert len(primary.requests) == 2
+
+
+def test_a_failed_probe_moves_on_at_once(emu, kind):
+    primary, fallback = emu[kind], emu[OTHER[kind]]
+    primary.down_for(60, steps.server_error(503))
+    breaker = {"fail_max": 1, "reset_timeout": 0.2}
+    with make_router(primary, fallback, breaker=breaker,
+                     retry={"initial_backoff": 0.5, "max_backoff": 0.5}) as router:
+        run_sync(router)
+        time.sleep(0.25)
+        t0 = time.monotonic()
+        out = run_sync(router)  # this call carries the probe; it fails
+        elapsed = time.monotonic() - t0
+    assert out.attempts[0].outcome == "error" and out.attempts[0].breaker_state == "open"
+    assert out.result.provider == "fallback"
+    assert elapsed < 0.4  # no retry backoff slept on a provider whose breaker just opened again
+
+
+def test_a_breaker_that_opens_ends_the_retries_there(emu, kind, call):
+    primary, fallback = emu[kind], emu[OTHER[kind]]
+    primary.script(*[steps.server_error(503)] * 3)
+    with make_router(primary, fallback, breaker={"fail_max": 2, "failure_rate": 0}) as router:
+        out = call(router)
+    assert [(a.provider, a.error_type) for a in out.attempts] == [
+        ("primary", "unavailable"), ("primary", "unavailable"), ("fallback", None)]
+    assert out.attempts[1].breaker_state == "open"
+
+
+# ---- 12. states readable from the API
+
+
+def test_a_rejected_reload_is_readable_from_the_router(emu, tmp_path):
+    primary = emu["openai"]
+    path = tmp_path / "config.yaml"
+    entry = f"{{name: p, type: openai, model: m, api_key: k, base_url: '{primary.base_url}'}}"
+    path.write_text(f"providers:\n  - {entry}\n")
+    with Router.from_yaml(path, watch=True, watch_interval=0.05) as router:
+        assert router.last_reload_error is None
+        path.write_text("providers: [oops\n")
+        deadline = time.monotonic() + 3
+        while router.last_reload_error is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert router.last_reload_error is not None and "config.yaml" in str(router.last_reload_error)
+        assert run_sync(router).result.provider == "p"  # still serving the previous config
+
+
+def test_a_host_that_does_not_resolve_is_labelled_dns(emu):
+    entry = {"name": "nowhere", "type": "openai", "model": "m", "api_key": "k",
+             "base_url": "http://failover-test.invalid/v1"}
+    fallback = {"name": "ok", "type": "anthropic", "model": "m", "api_key": "k", "base_url": emu["anthropic"].base_url}
+    with Router.from_dict({"providers": [entry, fallback], "defaults": {"retry": {"max_attempts": 1}}}) as router:
+        out = run_sync(router)
+    assert out.result is not None and out.result.provider == "ok"
+    assert out.attempts[0].error_type == "dns"
+
+
+def test_every_failure_is_an_allprovidersfailed_with_the_real_cause(emu, kind, call):
+    primary = emu[kind]
+    primary.script(*[steps.quota()])
+    with make_router(primary) as router:
+        out = call(router)
+    assert isinstance(out.error, AllProvidersFailed)
+    assert [a.error_type for a in out.attempts] == ["quota"]
+    assert getattr(out.error.__cause__, "status_code", None) in (400, 429)  # the SDK's own error
