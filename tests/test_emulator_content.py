@@ -13,6 +13,8 @@ import httpx2
 import openai
 import pydantic
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from failover.emulator import Emulator, steps
 from failover.emulator.content import SIGNATURE
@@ -490,3 +492,9 @@ class Tree(pydantic.BaseModel):
 def test_schema_instances_validate_against_pydantic_models() -> None:
     for model in (Forecast, Inner, Tree):
         model.model_validate(instance(model.model_json_schema()))
+
+
+@given(st.text(max_size=60))
+def test_split_fragments_round_trips(text: str) -> None:
+    pieces = split_fragments(text)
+    assert "".join(pieces) == text and pieces and all(len(p) <= 8 for p in pieces)

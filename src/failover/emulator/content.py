@@ -42,10 +42,6 @@ class Block:
     pieces: tuple[str, ...] = ()
     name: str = ""
 
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
-
 
 ANSWER = Block("answer")
 

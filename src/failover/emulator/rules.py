@@ -34,9 +34,13 @@ from typing import Any
 
 from failover.emulator.rules_anthropic import check_anthropic
 from failover.emulator.rules_openai import check_openai
-from failover.emulator.wire import ErrorShape, Kind
+from failover.emulator.wire import ErrorShape, Kind, Refused
 
 
 def check(kind: Kind, body: dict[str, Any]) -> ErrorShape | None:
     """The API's 400 for this request body, or None when the API would accept it."""
-    return check_openai(body) if kind == "openai" else check_anthropic(body)
+    try:
+        (check_openai if kind == "openai" else check_anthropic)(body)
+    except Refused as refused:
+        return refused.shape
+    return None

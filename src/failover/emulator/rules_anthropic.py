@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from failover.emulator.wire import ErrorShape, Refused, refuse
+from failover.emulator.wire import refuse
 
 # The body parameters of the installed SDK's `create()`, the beta's included (`output_format` is its older
 # name for `output_config.format`).
@@ -24,15 +24,6 @@ _SERVER_TOOL = re.compile(r"[a-z_]+_\d{8}")  # web_search_20250305 and the like
 _CHOICES = ("auto", "any", "tool", "none")
 
 
-def check_anthropic(body: dict[str, Any]) -> ErrorShape | None:
-    """The API's 400 for this request body, or None when it would accept it."""
-    try:
-        _anthropic(body)
-    except Refused as refused:
-        return refused.shape
-    return None
-
-
 def _either(values: tuple[str, ...]) -> str:
     items = [f"'{v}'" for v in values]
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
@@ -43,7 +34,8 @@ def _tags(where: str, tag: Any, expected: tuple[str, ...]) -> str:
             + ", ".join(f"'{t}'" for t in expected))
 
 
-def _anthropic(body: dict[str, Any]) -> None:
+def check_anthropic(body: dict[str, Any]) -> None:
+    """Raise `Refused` with the API's 400 for this request body, if the API would refuse it."""
     for key in body:
         if key not in _PARAMS:
             refuse(f"{key}: Extra inputs are not permitted")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from failover.emulator.wire import ErrorShape, Refused, quoted, refuse
+from failover.emulator.wire import refuse
 
 # The body parameters of the installed SDK's `create()`.
 _OPENAI_PARAMS = frozenset({
@@ -23,13 +23,10 @@ _HTTP_URL = re.compile(r"https?://[^\s/?#]+\S*")
 _OPENAI_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]+")
 
 
-def check_openai(body: dict[str, Any]) -> ErrorShape | None:
-    """The API's 400 for this request body, or None when it would accept it."""
-    try:
-        _openai(body)
-    except Refused as refused:
-        return refused.shape
-    return None
+def _quoted(values: tuple[str, ...]) -> str:
+    """`'a', 'b', and 'c'`: how the API lists the values it accepts."""
+    items = [f"'{v}'" for v in values]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + ", and " + items[-1]
 
 
 def _a(value: Any) -> str:
@@ -41,7 +38,8 @@ def _a(value: Any) -> str:
     return names.get(type(value), "an object")
 
 
-def _openai(body: dict[str, Any]) -> None:
+def check_openai(body: dict[str, Any]) -> None:
+    """Raise `Refused` with the API's 400 for this request body, if the API would refuse it."""
     for key in body:
         if key not in _OPENAI_PARAMS:
             refuse(f"Unrecognized request argument supplied: {key}")
@@ -73,7 +71,7 @@ def _openai_messages(messages: list[Any]) -> None:
             refuse(f"Invalid type for '{where}': expected an object, but got {_a(m)} instead.", where, "invalid_type")
         role = m.get("role")
         if role not in _OPENAI_ROLES:
-            refuse(f"Invalid value: {role!r}. Supported values are: {quoted(_OPENAI_ROLES)}.", f"{where}.role",
+            refuse(f"Invalid value: {role!r}. Supported values are: {_quoted(_OPENAI_ROLES)}.", f"{where}.role",
                    "invalid_value")
         if role == "tool":
             if calls is None:
@@ -121,13 +119,13 @@ def _openai_content(m: dict[str, Any], role: str, where: str) -> None:
         pw = f"{where}.content[{j}]"
         ptype = part.get("type") if isinstance(part, dict) else None
         if not isinstance(part, dict) or ptype not in _OPENAI_ALL_PARTS:
-            refuse(f"Invalid value: {ptype!r}. Supported values are: {quoted(_OPENAI_ALL_PARTS)}.", f"{pw}.type",
+            refuse(f"Invalid value: {ptype!r}. Supported values are: {_quoted(_OPENAI_ALL_PARTS)}.", f"{pw}.type",
                    "invalid_value")
         if ptype not in allowed:
             if ptype == "image_url":
                 refuse(f"Image URLs are only allowed for messages with role 'user', but this message with role "
                        f"'{role}' contains an image URL.", pw, "invalid_value")
-            refuse(f"Invalid value: {ptype!r}. Supported values are: {quoted(allowed)}.", f"{pw}.type",
+            refuse(f"Invalid value: {ptype!r}. Supported values are: {_quoted(allowed)}.", f"{pw}.type",
                    "invalid_value")
         if ptype in ("text", "refusal") and not isinstance(part.get(ptype), str):
             refuse(f"Missing required parameter: '{pw}.{ptype}'.", f"{pw}.{ptype}", "missing_required_parameter")
@@ -243,7 +241,7 @@ def _openai_response_format(fmt: Any) -> None:
     kinds = ("text", "json_object", "json_schema")
     ftype = fmt.get("type") if isinstance(fmt, dict) else None
     if not isinstance(fmt, dict) or ftype not in kinds:
-        refuse(f"Invalid value: {ftype!r}. Supported values are: {quoted(kinds)}.", "response_format.type",
+        refuse(f"Invalid value: {ftype!r}. Supported values are: {_quoted(kinds)}.", "response_format.type",
                "invalid_value")
     if ftype == "json_schema":
         spec = fmt.get("json_schema")

@@ -81,12 +81,6 @@ def refuse(message: str, param: str | None = None, code: str | None = None) -> N
     raise Refused(message, param, code)
 
 
-def quoted(values: tuple[str, ...], last: str = "and") -> str:
-    """`'a', 'b', and 'c'`: how both APIs list the values they accept."""
-    items = [f"'{v}'" for v in values]
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f", {last} " + items[-1]
-
-
 _INBAND_MESSAGES = {
     "server_error": "The server had an error while processing your request.",
     "overloaded_error": "Overloaded",
