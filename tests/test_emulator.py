@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -667,23 +664,6 @@ def test_bad_arguments() -> None:
         Emulator("openai", continuation="clever")
     with Emulator("openai") as emu, pytest.raises(TypeError):
         emu.script("ok")
-
-
-def test_main_serves_until_interrupted() -> None:
-    with subprocess.Popen([sys.executable, "-m", "failover.emulator", "--kind", "openai", "--answer", "hi there",
-                           "--chunk-delay", "0"], stdout=subprocess.PIPE, text=True) as proc:
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            base_url = line.split(" on ")[1].split()[0]
-            r = httpx2.post(base_url + "/chat/completions", headers={"authorization": "Bearer k"},
-                            json={"model": "m", "messages": USER})
-            assert r.json()["choices"][0]["message"]["content"] == "hi there"
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(5) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
 
 
 @given(st.text(alphabet=" \n\tab.é", max_size=40))

@@ -9,38 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import random
-import socket
-import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal
 
 import h11
 
-from failover.emulator import script
-from failover.emulator.script import ClientGone, How, Step
-from failover.emulator.wire import (
-    KINDS,
-    ChatRequest,
-    ErrorShape,
-    Finish,
-    Frames,
-    Kind,
-    completion_body,
-    error_body,
-    frames_for,
-    inband_shape,
-    parse_chat,
-    split_chunks,
-)
+from failover.emulator import steps as factories
+from failover.emulator.exchange import Record, ServerExchange, Settings
+from failover.emulator.request import ChatRequest, parse_chat
+from failover.emulator.rules import check
+from failover.emulator.script import ClientGone, Status, Step
+from failover.emulator.wire import KINDS, ErrorShape, Kind
 
 log = logging.getLogger("failover.emulator")
 
@@ -53,24 +39,6 @@ PREFILL_MESSAGE = ("This model does not support assistant message prefill. "
                    "The conversation must end with a user message.")
 _PATHS: dict[Kind, str] = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 _SECRET_HEADERS = frozenset({b"authorization", b"x-api-key", b"api-key"})
-_ids = itertools.count(1)
-
-
-@dataclass
-class Record:
-    """One request as the emulator saw it; the server thread fills in the outcome fields as it goes."""
-
-    time: float
-    path: str
-    model: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-    step: str = ""
-    status: int | None = None
-    chunks_sent: int = 0
-    disconnected: bool = False
-    ended_at: float | None = None
-    continuation: bool = False
 
 
 class Emulator:
@@ -158,7 +126,7 @@ class Emulator:
     def down_for(self, seconds: float, step: Step | None = None) -> None:
         """Answer every request with `step` (default: a 503) for `seconds`, ahead of the script."""
         with self._cond:
-            self._down = (time.monotonic() + seconds, step or script.server_error(503))
+            self._down = (time.monotonic() + seconds, step or factories.server_error(503))
 
     def chaos(self, rate: float, faults: Sequence[Step], *, seed: int | None = None) -> None:
         """Once the script is empty, answer each request with a random step of `faults` with
@@ -239,38 +207,42 @@ class Emulator:
 
     def _choose(self, record: Record, request: h11.Request, raw: bytes,
                 authorised: bool) -> tuple[Step, ChatRequest]:
-        """Which step answers this request: down window, then request validation, then the script."""
-        chat = parse_chat({})
+        """Which step answers this request: down window, authentication, the API's rules, prefill
+        rejection, then the script. A refusal consumes no step."""
+        chat = parse_chat(self.kind, {})
         method = request.method.decode()
         if method != "POST" or record.path.rstrip("/") != _PATHS[self.kind]:
             message = f"Unknown request URL: {method} {record.path}."
             shape = ErrorShape(404, "invalid_request_error" if self.kind == "openai" else "not_found_error", message)
-            return script.Status("route", shape, shape), chat
+            return Status("route", shape, shape), chat
         try:
             body = json.loads(raw)
             if not isinstance(body, dict):
                 raise ValueError("not an object")
         except ValueError:
-            return script.bad_request("We could not parse the JSON body of your request."), chat
-        chat = parse_chat(body)
+            return factories.bad_request("We could not parse the JSON body of your request."), chat
+        chat = parse_chat(self.kind, body)
         record.body, record.model = body, chat.model
         record.continuation = chat.continued_prefix(self.answer) is not None
+        refused = check(self.kind, body)
         with self._cond:
             if self._down is not None and time.monotonic() >= self._down[0]:
                 self._down = None
             if self._down is not None:
                 return self._down[1], chat
             if not authorised:
-                return script.auth(), chat
+                return factories.auth(), chat
+            if refused is not None:
+                return Status("invalid_request", refused, refused), chat
             if self.reject_prefill and chat.prefill:
-                return script.bad_request(PREFILL_MESSAGE), chat
+                return factories.bad_request(PREFILL_MESSAGE), chat
             if self._script:
                 return self._script.popleft(), chat
             if self._chaos is not None:
                 rate, faults, rng = self._chaos
                 if rng.random() < rate:
                     return rng.choice(faults), chat
-            return script.ok(), chat
+            return factories.ok(), chat
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -308,11 +280,13 @@ class Emulator:
                    for k, v in request.headers}
         record = Record(time=time.monotonic(), path=request.target.decode("latin-1").split("?")[0], model="",
                         headers=headers, body={})
-        step, chat = self._choose(record, request, raw, _authorised(request.headers))
+        key = _api_key(request.headers)
+        step, chat = self._choose(record, request, raw, bool(key))
         record.step = step.name
         self._add(record)
         watcher = asyncio.create_task(_watch(reader, pending))
-        x = _Exchange(self, conn, writer, watcher, record, chat)
+        settings = Settings(self.answer, self.chunk_delay, self.continuation, self.usage)
+        x = ServerExchange(self.kind, settings, conn, writer, watcher, record, chat, key)
         try:
             await step.run(x)
         except ClientGone:
@@ -332,13 +306,15 @@ def _check_steps(steps: Sequence[Step]) -> None:
             raise TypeError(f"not a step: {step!r} (use the factories in failover.emulator.steps)")
 
 
-def _authorised(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+def _api_key(headers: Sequence[tuple[bytes, bytes]]) -> str:
+    """The key a request carries (`Authorization: Bearer`, `x-api-key` or `api-key`), "" if none.
+    It goes to the step (a provider may echo it), never into the Record."""
     for name, value in headers:  # h11 lower-cases header names
         if name == b"authorization" and value[:7].lower() == b"bearer " and value[7:].strip():
-            return True
+            return value[7:].strip().decode("latin-1")
         if name != b"authorization" and name in _SECRET_HEADERS and value.strip():
-            return True
-    return False
+            return value.strip().decode("latin-1")
+    return ""
 
 
 async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader,
@@ -370,150 +346,3 @@ async def _watch(reader: asyncio.StreamReader, pending: bytearray) -> None:
     with contextlib.suppress(ConnectionError):
         while data := await reader.read(65536):
             pending += data
-
-
-class _Exchange:
-    """The server side of `script.Exchange` for one request."""
-
-    def __init__(self, emu: Emulator, conn: h11.Connection, writer: asyncio.StreamWriter,
-                 watcher: asyncio.Task[None], record: Record, chat: ChatRequest) -> None:
-        self.kind: Kind = emu.kind
-        self.model = chat.model
-        self.aborted = False
-        self._emu, self._conn, self._writer, self._watcher = emu, conn, writer, watcher
-        self._record, self._chat = record, chat
-        self._request_id = f"req_emu{next(_ids):08d}"
-        self._chunks: list[str] = []
-        self._next = 0
-        self._finish: Finish = "stop"
-        self._text: list[str] = []  # the answer so far, for `"stream": false`
-        self._frames: Frames | None = None
-        self._msg_id, self._created = "", 0
-
-    # -- plumbing
-
-    def _check(self) -> None:
-        if self._watcher.done():
-            raise ClientGone
-
-    async def _send(self, *events: h11.Event) -> None:
-        self._check()
-        self._writer.write(b"".join(self._conn.send(e) or b"" for e in events))
-        try:
-            await self._writer.drain()
-        except ConnectionError as e:
-            raise ClientGone from e
-
-    def _id_header(self) -> tuple[str, str]:
-        return ("x-request-id" if self.kind == "openai" else "request-id", self._request_id)
-
-    async def _json(self, status: int, body: Any, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self._record.status = status
-        await self._send(
-            h11.Response(status_code=status, headers=[("content-type", "application/json"),
-                                                      ("content-length", str(len(data))), self._id_header(),
-                                                      *headers]),
-            h11.Data(data=data), h11.EndOfMessage())
-
-    def _usage(self) -> tuple[int, int]:
-        inp, out = self._emu.usage
-        return inp, self._record.chunks_sent if out is None else out
-
-    # -- the verbs steps use
-
-    async def sleep(self, seconds: float | None) -> None:
-        self._check()
-        if seconds is not None and seconds <= 0:
-            return
-        if seconds is not None and seconds <= 0.05:
-            # Chunk pacing skips waiting on the watcher: a hang-up is still seen within 50 ms, and a plain
-            # sleep is cheaper than arming a wait per chunk across a thousand streams.
-            await asyncio.sleep(seconds)
-            self._check()
-            return
-        done, _ = await asyncio.wait({self._watcher}, timeout=seconds)
-        if done:
-            raise ClientGone
-
-    async def send_error(self, status: int, shape: ErrorShape, headers: tuple[tuple[str, str], ...]) -> None:
-        await self._json(status, error_body(self.kind, shape, self._request_id), headers)
-
-    async def begin(self, text: str | None = None) -> None:
-        answer = self._emu.answer if text is None else text
-        prefix = self._chat.continued_prefix(answer)
-        self._record.continuation = prefix is not None
-        rest = answer[len(prefix):] if prefix is not None and self._emu.continuation == "smart" else answer
-        self._chunks = split_chunks(rest)
-        limit = self._chat.max_tokens
-        if limit is not None and len(self._chunks) > limit:
-            self._chunks, self._finish = self._chunks[:max(limit, 0)], "length"
-        msg_id = f"chatcmpl-emu{next(_ids)}" if self.kind == "openai" else f"msg_emu{next(_ids):08d}"
-        self._msg_id, self._created = msg_id, int(time.time())
-        if not self._chat.stream:
-            return
-        self._frames = frames_for(self.kind, self.model, msg_id, self._created, self._emu.usage[0])
-        self._record.status = 200
-        await self._send(
-            h11.Response(status_code=200, headers=[("content-type", "text/event-stream; charset=utf-8"),
-                                                   ("cache-control", "no-cache"),
-                                                   ("transfer-encoding", "chunked"), self._id_header()]),
-            h11.Data(data=self._frames.preamble()))
-
-    async def content(self, count: int | None = None, delay: float | None = None, first_delay: float = 0.0) -> None:
-        pace = self._emu.chunk_delay if delay is None else delay
-        end = len(self._chunks) if count is None else min(len(self._chunks), self._next + count)
-        wait = first_delay or pace
-        while self._next < end:
-            await self.sleep(wait)
-            wait = pace
-            text = self._chunks[self._next]
-            if self._frames is not None:
-                await self._send(h11.Data(data=self._frames.content(text)))
-            else:
-                self._check()
-                self._text.append(text)
-            self._next += 1
-            self._record.chunks_sent += 1
-
-    async def finish(self) -> None:
-        if self._frames is not None:
-            await self._send(h11.Data(data=self._frames.terminal(self._finish, self._usage(),
-                                                                 self._chat.include_usage)),
-                             h11.EndOfMessage())
-        else:
-            await self._json(200, completion_body(self.kind, self.model, self._msg_id, self._created,
-                                                  "".join(self._text), self._finish, self._usage()))
-
-    async def malformed(self) -> None:
-        if self._frames is not None:
-            await self._send(h11.Data(data=self._frames.malformed()))
-        else:
-            await self._json(200, b'{"choices": [ {oops')
-
-    async def inband_error(self, error_type: str | None) -> None:
-        if self._frames is not None:
-            await self._send(h11.Data(data=self._frames.inband_error(error_type)))
-        else:
-            await self._json(200, error_body(self.kind, inband_shape(self.kind, error_type), self._request_id))
-
-    async def end(self) -> None:
-        if self._frames is not None:
-            await self._send(h11.EndOfMessage())
-        elif self._record.status is None:  # no malformed/in-band body was sent instead
-            await self._json(200, completion_body(self.kind, self.model, self._msg_id, self._created,
-                                                  "".join(self._text), None, self._usage()))
-
-    async def abort(self, how: How) -> None:
-        self._check()
-        self.aborted = True
-        if how == "close":
-            self._writer.close()  # flushes what was written, then FIN, with no terminating chunk
-            return
-        # abort() would discard what is still in the transport's buffer: let the chunks reach the client first.
-        while self._writer.transport.get_write_buffer_size():
-            await self.sleep(0.005)
-        sock = self._writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self._writer.transport.abort()
