@@ -238,3 +238,110 @@ def test_every_failure_is_an_allprovidersfailed_with_the_real_cause(emu, kind, c
     assert isinstance(out.error, AllProvidersFailed)
     assert [a.error_type for a in out.attempts] == ["quota"]
     assert getattr(out.error.__cause__, "status_code", None) in (400, 429)  # the SDK's own error
+
+
+# ---- 1. no call outlives its deadline, whatever the server does byte by byte
+
+
+@pytest.mark.parametrize("trickle", ["headers", "body"])
+def test_a_server_that_trickles_bytes_cannot_hold_a_call(emu, kind, call, trickle):
+    primary, fallback = emu[kind], emu[OTHER[kind]]
+    step = steps.trickle_headers(0.2) if trickle == "headers" else steps.trickle_body(0.2)
+    primary.script(step)
+    with make_router(primary, fallback, timeouts={"first_token": 1.0, "idle": 1.0, "total": 3.0}) as router:
+        t0 = time.monotonic()
+        out = call(router)
+        elapsed = time.monotonic() - t0
+    first = out.attempts[0]
+    assert first.provider == "primary" and first.error_type in ("timeout_first_token", "timeout_idle")
+    assert first.duration_s < 1.5  # the attempt's deadline held although bytes kept coming
+    assert elapsed < 3.5  # the call's deadline too
+
+
+def test_a_trickled_header_wait_is_cut_by_the_call_deadline(emu, kind, call):
+    primary = emu[kind]
+    primary.script(steps.trickle_headers(0.2))
+    with make_router(primary, retry={"max_attempts": 1},
+                     timeouts={"connect": 0.5, "first_token": 1.0, "idle": 1.0, "total": 1.0}) as router:
+        t0 = time.monotonic()
+        out = call(router)
+        elapsed = time.monotonic() - t0
+    assert isinstance(out.error, AllProvidersFailed)
+    assert out.attempts[0].error_type == "timeout_total"
+    assert elapsed < 1.6
+
+
+# ---- 3. a key echoed by a provider never leaves the router
+
+
+@pytest.mark.parametrize("where", ["status", "inband"])
+def test_an_echoed_key_is_scrubbed_everywhere_a_traceback_or_a_span_would_show_it(emu, kind, where):
+    key = "sk-test-ECHOED-0123456789abcdefXYZ"
+    primary = emu[kind]
+    step = steps.echo_key(401, prefix_len=185) if where == "status" else steps.echo_key(prefix_len=185, after=2)
+    primary.script(step)
+    with make_router(primary, retry={"max_attempts": 1}, primary_opts={"api_key": key}) as router:
+        out = run_sync(router)
+    assert out.error is not None
+    printed = "".join(traceback.format_exception(out.error))  # what logging.exception and trackers print
+    assert key[:-1] not in printed and key[1:] not in printed
+    for a in out.attempts:
+        assert a.message is None or (key[:12] not in a.message and key[-12:] not in a.message)
+    assert key[-12:] not in str(out.error) and "***" in printed
+
+
+# ---- 6. text that looks like line ends to str.splitlines is plain text
+
+
+def test_raw_line_separators_in_the_answer_arrive_as_text(emu, kind, call):
+    primary = emu[kind]
+    text = "one\u2028two\u2029three\u0085four \x1cfive"
+    primary.script(steps.ok(text))
+    with make_router(primary) as router:
+        out = call(router)
+    assert out.error is None and out.result.text == text
+    assert [a.outcome for a in out.attempts] == ["ok"]
+
+
+# ---- 11. content the router does not represent is counted, never a silent success
+
+
+def test_thinking_before_the_answer_is_counted_and_the_answer_served(emu, caplog):
+    primary = emu["anthropic"]
+    primary.script(steps.thinking())
+    with make_router(primary) as router:
+        out = run_sync(router)
+    assert out.result.text == primary.answer
+    assert any("does not represent (thinking)" in r.getMessage() for r in caplog.records)
+
+
+def test_an_answer_of_only_thinking_fails_over(emu, kind, call):
+    primary, fallback = emu[kind], emu[OTHER[kind]]
+    primary.script(steps.only_thinking())
+    with make_router(primary, fallback) as router:
+        out = call(router)
+    assert out.summary() == [("primary", "error", "unrepresented_content"), ("fallback", "ok", None)]
+    assert out.result.text == fallback.answer
+
+
+def test_an_unknown_delta_kind_is_counted_not_dropped(emu, kind):
+    primary = emu[kind]
+    primary.script(steps.unknown_delta())
+    with make_router(primary) as router:
+        events = []
+        router.listeners.append(events.append)
+        out = run_sync(router)
+    assert out.result.text.endswith(primary.answer)  # the text around the unknown kind is served
+    from failover.events import AttemptEnded
+
+    [ended] = [e for e in events if isinstance(e, AttemptEnded)]
+    assert ended.decoder.unrepresented and sum(ended.decoder.unrepresented.values()) >= 1
+
+
+def test_a_stream_that_stalls_and_is_then_closed_moves_to_the_next_provider(emu, kind, call):
+    primary, fallback = emu[kind], emu[OTHER[kind]]
+    primary.script(steps.stall_then_close(after=3, seconds=0.7))  # idle is 1 s: quiet for over half
+    with make_router(primary, fallback, midstream="resume") as router:
+        out = call(router)
+    assert [(a.provider, a.error_type) for a in out.attempts] == [("primary", "stalled"), ("fallback", None)]
+    assert out.result.text == primary.answer and len(primary.requests) == 1

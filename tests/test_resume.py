@@ -7,6 +7,7 @@ SDKs against the emulator. `kind` is the primary's type; the fallback is the oth
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -229,9 +230,11 @@ def test_structured_output_is_never_stitched(emu, kind, call):
     if kind == "openai":
         assert any(c.restart for c in out.chunks)
         assert not primary.requests[-1].continuation and out.result.resumed is False
+        # the emulator answers json_object with a JSON document
+        assert json.loads(out.result.text) == {"answer": primary.answer}
     else:  # no structured-output param: stitched as usual
         assert out.result.resumed is True
-    assert out.result.text == primary.answer
+        assert out.result.text == primary.answer
 
 
 def test_usage_counts_the_serving_attempts(emu, kind):
