@@ -34,7 +34,7 @@ from benchmarks.common import (
 )
 from failover import Router
 from failover.planner import Planner
-from failover.request import build_request
+from failover.validate import build_request
 
 FAULTS = {
     "503": ("server_error", 503),

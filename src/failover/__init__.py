@@ -11,7 +11,7 @@ from failover.errors import (
     StreamInterrupted,
 )
 from failover.router import Router
-from failover.types import Chunk, Result, Usage
+from failover.types import Chunk, Result, ToolCall, ToolCallDelta, Usage
 
 # A library logs, the application decides where it goes (and nothing prints by default).
 _logging.getLogger("failover").addHandler(_logging.NullHandler())
@@ -26,5 +26,7 @@ __all__ = [
     "Result",
     "Router",
     "StreamInterrupted",
+    "ToolCall",
+    "ToolCallDelta",
     "Usage",
 ]

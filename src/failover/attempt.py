@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from failover.policies.resume import Seam
 from failover.policies.timeouts import TOTAL, Watch
-from failover.types import Chunk
+from failover.types import Chunk, ToolCallDelta
 
 if TYPE_CHECKING:
     from failover.planner import Route
     from failover.policies.breaker import Admission
-    from failover.providers.base import CallTimeout, Decoder
+    from failover.providers.base import CallTimeout, Decoder, Piece
     from failover.request import Request
 
 _NO_CHUNKS: list[Chunk] = []  # returned (never modified) when bytes complete no text
@@ -28,12 +28,13 @@ class Transcript:
     """What the caller has received: the text in order, the attempts whose text it kept (usage counts
     those), and whether a continuation delivered any of it."""
 
-    __slots__ = ("parts", "resumed", "served")
+    __slots__ = ("parts", "resumed", "served", "tool_calls")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.served: list[LiveAttempt] = []
         self.resumed = False
+        self.tool_calls = False  # pieces of tool calls reached the caller (the answer is never stitched)
 
     @property
     def text(self) -> str:
@@ -94,25 +95,33 @@ class LiveAttempt:
     def feed(self, data: bytes, now: float) -> list[Chunk]:
         """Bytes of the body in; the chunks for the caller out. Raises what the decoder raises for
         garbage or an in-band error (report it with `Planner.failed`)."""
-        texts = self.decoder.feed(data)
-        if not texts:
+        pieces = self.decoder.feed(data)
+        if not pieces:
             return _NO_CHUNKS
-        return self.deliver(texts, now)
+        return self.deliver(pieces, now)
 
     def resume(self, now: float) -> None:
         """The caller handed control back: waiting on the provider starts again now."""
         self.quiet_since = now
         self.watch.resume(now)
 
-    def deliver(self, texts: list[str], now: float) -> list[Chunk]:
-        """Content from the provider: the chunks for the caller (a continuation's seam may hold some back)."""
+    def deliver(self, pieces: list[Piece], now: float) -> list[Chunk]:
+        """Content from the provider: the chunks for the caller (a continuation's seam may hold some
+        text back)."""
         self.watch.content(now)
         self.quiet_since = now
         if self.first_chunk_at is None:
             self.first_chunk_at = now
         chunks: list[Chunk] = []
         parts = self._transcript.parts
-        for text in texts:
+        for piece in pieces:
+            if isinstance(piece, ToolCallDelta):
+                chunks += self.flush(now)  # text held back comes before the tool call that follows it
+                self._transcript.tool_calls = True
+                chunks.append(self._first("", (piece,)) if not self.delivered else
+                              Chunk("", self.name, self.model, tool_calls=(piece,)))
+                continue
+            text = piece
             self.received += len(text)
             seam = self.seam
             if seam is not None:
@@ -126,20 +135,21 @@ class LiveAttempt:
         return chunks
 
     def flush(self, now: float) -> list[Chunk]:
-        """The stream completed: what the seam still holds is decided now."""
+        """What the seam still holds is decided now (the stream completed, or a tool call follows)."""
         seam, self.seam = self.seam, None
         rest = seam.flush() if seam is not None else ""
         return self.deliver([rest], now) if rest else _NO_CHUNKS
 
-    def _first(self, text: str) -> Chunk:
+    def _first(self, text: str, tool_calls: tuple[ToolCallDelta, ...] = ()) -> Chunk:
         self.delivered = True
         transcript = self._transcript
         if self.continuing:
             transcript.resumed = True
         if self.discard is None:
-            return Chunk(text, self.name, self.model)
+            return Chunk(text, self.name, self.model, tool_calls=tool_calls)
         # A restart: only now, when the new answer arrives, is the old one gone for the caller.
         transcript.parts.clear()
         transcript.served.clear()
+        transcript.tool_calls = bool(tool_calls)
         self.delivered_from = 0
-        return Chunk(text, self.name, self.model, restart=True, discard=self.discard)
+        return Chunk(text, self.name, self.model, restart=True, discard=self.discard, tool_calls=tool_calls)

@@ -228,9 +228,11 @@ class Planner:
         return Open(live)
 
     def _midstream(self) -> str:
-        """The mode of the provider whose stream broke; a structured answer is never stitched."""
+        """The mode of the provider whose stream broke. A structured answer (JSON output, tool calls)
+        is never stitched from two generations: a seam inside JSON breaks it silently."""
         mode = self._cut_mode
-        return "restart" if mode == "resume" and self._structured else mode
+        structured = self._structured or self.request.structured or self.transcript.tool_calls
+        return "restart" if mode == "resume" and structured else mode
 
     def _next_route(self) -> None:
         self._index += 1
@@ -319,11 +321,15 @@ class Planner:
 
     def _result(self, last: LiveAttempt | None, served: list[LiveAttempt], finish_reason: str | None) -> Result:
         """The caller's Result: `last` served it, `served` are the attempts whose text it kept."""
+        text = self.transcript.text
+        usage = Usage(sum(a.decoder.input_tokens for a in served), sum(a.decoder.output_tokens for a in served))
+        if last is None:
+            return Result(text, "", "", usage, finish_reason, list(self.attempts), self.transcript.resumed)
+        decoder = last.decoder
         return Result(
-            text=self.transcript.text, provider=last.name if last else "",
-            model=(last.decoder.model or last.model) if last else "",
-            usage=Usage(sum(a.decoder.input_tokens for a in served), sum(a.decoder.output_tokens for a in served)),
-            finish_reason=finish_reason, attempts=list(self.attempts), resumed=self.transcript.resumed)
+            text=text, provider=last.name, model=decoder.model or last.model, usage=usage,
+            finish_reason=finish_reason, attempts=list(self.attempts), resumed=self.transcript.resumed,
+            tool_calls=decoder.tool_calls(), refusal=decoder.refusal or (text if decoder.refusal_is_text else None))
 
     def _settle(self, live: LiveAttempt, failure: Failure, now: float, state: str) -> None:
         """After a failed attempt: raise, retry on the same provider, or move on."""

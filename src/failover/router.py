@@ -8,19 +8,19 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from failover.config import Config, load_config, parse_config
 from failover.errors import ConfigError
 from failover.events import Fanout, Listener, Observer
 from failover.fleet import ConfigWatcher, RouteBuilder
-from failover.planner import Planner
+from failover.planner import Planner, Route
 from failover.policies.breaker import Breaker
 from failover.redact import Scrubber
-from failover.request import build_request
 from failover.stream import AsyncChatStream, ChatStream
 from failover.telemetry import Telemetry
 from failover.types import Result
+from failover.validate import CallParams, build_request
 
 log = logging.getLogger("failover")
 
@@ -96,32 +96,33 @@ class Router:
                 return route.breaker
         raise KeyError(f"no provider named {name!r}; providers: {', '.join(r.name for r in self.routes)}")
 
-    def _planner(self, messages: Iterable[Mapping[str, Any]], params: dict[str, Any]) -> Planner:
-        return Planner(self.routes, build_request(messages, **params), now=time.monotonic(), scrubber=self.scrubber)
+    def _planner(self, messages: Iterable[Mapping[str, Any]], params: CallParams) -> Planner:
+        request = build_request(messages, **params)
+        routes = self.routes
+        for key, kwargs in request.extra.items():
+            _check_extra(key, kwargs, routes)
+        return Planner(routes, request, now=time.monotonic(), scrubber=self.scrubber)
 
     def _observer(self) -> Observer:
         observer = self.telemetry.observer()
         return Fanout(observer, tuple(self.listeners)) if self.listeners else observer
 
-    def stream(self, messages: Iterable[Mapping[str, Any]], *, max_tokens: int | None = None,
-               temperature: float | None = None, top_p: float | None = None,
-               stop: str | list[str] | None = None) -> ChatStream:
-        params = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop}
+    def stream(self, messages: Iterable[Mapping[str, Any]], **params: Unpack[CallParams]) -> ChatStream:
+        """Stream one answer through the chain. `messages` and the parameters are OpenAI's Chat
+        Completions shapes (see `failover.validate.CallParams`); anything the router cannot send is a
+        `ValueError` before any request."""
         return ChatStream(self._planner(messages, params), self._observer())
 
-    def astream(self, messages: Iterable[Mapping[str, Any]], *, max_tokens: int | None = None,
-                temperature: float | None = None, top_p: float | None = None,
-                stop: str | list[str] | None = None) -> AsyncChatStream:
-        params = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop}
+    def astream(self, messages: Iterable[Mapping[str, Any]], **params: Unpack[CallParams]) -> AsyncChatStream:
         return AsyncChatStream(self._planner(messages, params), self._observer())
 
-    def complete(self, messages: Iterable[Mapping[str, Any]], **params: Any) -> Result:
+    def complete(self, messages: Iterable[Mapping[str, Any]], **params: Unpack[CallParams]) -> Result:
         with self.stream(messages, **params) as stream:
             for _ in stream:
                 pass
             return stream.result
 
-    async def acomplete(self, messages: Iterable[Mapping[str, Any]], **params: Any) -> Result:
+    async def acomplete(self, messages: Iterable[Mapping[str, Any]], **params: Unpack[CallParams]) -> Result:
         async with self.astream(messages, **params) as stream:
             async for _ in stream:
                 pass
@@ -160,3 +161,24 @@ class Router:
 
 def _scrubber(config: Config) -> Scrubber:
     return Scrubber(p.api_key.get_secret_value() for p in config.providers if p.api_key is not None)
+
+
+# Set by failover itself on every request: `extra` may not change them.
+RESERVED = frozenset({"model", "messages", "stream", "stream_options", "timeout", "system"})
+
+
+def _check_extra(key: str, kwargs: Mapping[str, Any], routes: list[Route]) -> None:
+    """`extra` names a provider (its YAML name) or a provider type, and passes only what that
+    provider's SDK call accepts."""
+    matched = [r for r in routes if key in (r.name, r.provider.kind)]
+    if not matched:
+        names = sorted({r.name for r in routes} | {r.provider.kind for r in routes})
+        raise ValueError(f"extra[{key!r}] names no provider or provider type of this chain ({', '.join(names)})")
+    for route in matched:
+        reserved = sorted(k for k in kwargs if k in RESERVED)
+        if reserved:
+            raise ValueError(f"extra[{key!r}] may not set {reserved}: failover sets them itself")
+        unknown = sorted(set(kwargs) - route.provider.accepted_params())
+        if unknown:
+            raise ValueError(f"extra[{key!r}]: {unknown} not accepted by the installed {route.provider.kind} SDK's "
+                             "create() (raw request fields go under extra_body)")

@@ -23,8 +23,8 @@ from failover.policies.retry import RetryPolicy
 from failover.providers.base import Decoder, Fault, Provider
 from failover.providers.openai import OpenAIDecoder
 from failover.redact import Scrubber
-from failover.request import build_request
 from failover.types import Chunk, Result
+from failover.validate import build_request
 
 ANSWER = ["Breakers ", "stop ", "traffic ", "to ", "a ", "failing ", "provider ", "quickly."]
 TEXT = "".join(ANSWER)

@@ -10,7 +10,17 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from failover.providers.base import CallTimeout, Decoder, Fault, InbandError, Provider, status_fault, wrapped_fault
+from failover.providers import anthropic_messages as translate
+from failover.providers.base import (
+    CallTimeout,
+    Decoder,
+    Fault,
+    InbandError,
+    Piece,
+    Provider,
+    status_fault,
+    wrapped_fault,
+)
 from failover.providers.sse import Event
 from failover.request import Request
 
@@ -30,26 +40,28 @@ FINISH_REASONS = {
 
 
 class AnthropicDecoder(Decoder):
-    __slots__ = ("_blocks",)
+    __slots__ = ("_blocks", "_tools")
 
     def __init__(self) -> None:
         super().__init__()
-        self._blocks: dict[int, str] = {}  # index -> type of the content blocks that are not text
+        self._blocks: dict[int, str] = {}  # block index -> type, for blocks that are not text or tool_use
+        self._tools: dict[int, int] = {}  # block index -> tool call ordinal
 
-    def event(self, event: Event) -> str:
+    def event(self, event: Event, out: list[Piece]) -> None:
         body = json.loads(event.data)
         kind = body["type"]
         if kind == "content_block_delta":
             delta = body["delta"]
-            if delta["type"] == "text_delta":
-                return str(delta["text"])
-            self.skip(self._blocks.get(body["index"]) or delta["type"])
-            return ""
-        if kind == "content_block_start":
-            block_type = body["content_block"]["type"]
-            if block_type != "text":
-                self._blocks[body["index"]] = block_type
-                self.skip(block_type)
+            kind = delta["type"]
+            if kind == "text_delta":
+                if delta["text"]:
+                    out.append(str(delta["text"]))
+            elif kind == "input_json_delta" and body["index"] in self._tools:
+                out.append(self.tool_delta(self._tools[body["index"]], None, None, delta["partial_json"]))
+            else:
+                self.skip(self._blocks.get(body["index"]) or kind)
+        elif kind == "content_block_start":
+            self._start(body["index"], body["content_block"], out)
         elif kind == "message_start":
             message = body["message"]
             self.model = message.get("model")
@@ -59,12 +71,25 @@ class AnthropicDecoder(Decoder):
         elif kind == "message_delta":
             reason = body["delta"].get("stop_reason")
             self.finish_reason = FINISH_REASONS.get(reason, reason)
+            self.refusal_is_text = reason == "refusal"
             self.output_tokens = (body.get("usage") or {}).get("output_tokens") or self.output_tokens
         elif kind == "message_stop":
             self.complete = True
         elif kind == "error" or event.type == "error":
             raise InbandError(body)
-        return ""
+
+    def _start(self, index: int, block: dict[str, Any], out: list[Piece]) -> None:
+        kind = block["type"]
+        if kind == "text":
+            if block.get("text"):
+                out.append(str(block["text"]))
+        elif kind == "tool_use":
+            ordinal = self._tools[index] = len(self._tools)
+            given = block.get("input")
+            out.append(self.tool_delta(ordinal, block["id"], block["name"], json.dumps(given) if given else ""))
+        else:
+            self._blocks[index] = kind
+            self.skip(kind)
 
 
 class AnthropicProvider(Provider):
@@ -90,21 +115,39 @@ class AnthropicProvider(Provider):
         return factory(**self.client_kwargs(), http_client=http, open_telemetry=False)
 
     def body(self, request: Request) -> dict[str, Any]:
+        """The request translated to the Messages API: YAML `params`, then the call's parameters, then
+        the call's `extra` for this provider."""
         body: dict[str, Any] = dict(self.config.params)
         body.update(model=self.model, stream=True,
                     max_tokens=request.max_tokens or self.config.max_tokens or DEFAULT_MAX_TOKENS,
-                    messages=[{"role": m.role, "content": m.content} for m in request.conversation])
+                    messages=translate.messages(request.conversation))
         system = request.system
         if system is not None:
             body["system"] = system
         sampling = [name for name in ("temperature", "top_p") if getattr(request, name) is not None]
         if sampling and not self._accepts(*sampling):
-            _warn_sampling_dropped(sampling, self.sdk().__version__)
+            _warn_dropped(f"{' and '.join(sampling)} is not a Messages API parameter of anthropic "
+                          f"{self.sdk().__version__}")
         else:
             for name in sampling:
                 body[name] = getattr(request, name)
+        if request.seed is not None:
+            _warn_dropped("seed has no counterpart in the Messages API (OpenAI documents it as best effort too)")
+        if any(m.name for m in request.messages):
+            _warn_dropped("a message `name` has no counterpart in the Messages API")
         if request.stop is not None:
             body["stop_sequences"] = list(request.stop)
+        if request.user is not None:
+            body["metadata"] = {**body.get("metadata", {}), "user_id": request.user}
+        if request.tools:
+            body["tools"] = [translate.tool(t) for t in request.tools]
+        choice = translate.tool_choice(request)
+        if choice is not None:
+            body["tool_choice"] = choice
+        if request.response_format is not None:
+            body["output_config"] = {**body.get("output_config", {}),
+                                     "format": translate.output_format(request.response_format)}
+        body.update(request.extra_for(self.name, self.kind))
         return body
 
     def _accepts(self, *names: str) -> bool:
@@ -127,8 +170,7 @@ class AnthropicProvider(Provider):
         return None
 
 
-def _warn_sampling_dropped(names: list[str], version: str) -> None:
-    # A developer passed a parameter this SDK's Messages API does not have: say so in code terms (the
-    # warnings filter shows it once per place), and serve the call without it rather than failing.
-    warnings.warn(f"anthropic {version}: {' and '.join(names)} is not a Messages API parameter of this SDK; "
-                  "the call is sent to Anthropic providers without it", UserWarning, stacklevel=2)
+def _warn_dropped(what: str) -> None:
+    # A developer passed something this API cannot carry: say so in code terms (Python's default
+    # filter shows it once per place), and serve the call without it rather than failing it.
+    warnings.warn(f"{what}: Anthropic providers are sent the call without it", UserWarning, stacklevel=2)

@@ -30,6 +30,7 @@ from failover.config import ProviderConfig
 from failover.providers.sse import Event, SSEDecoder
 from failover.providers.transport import ATTEMPT_DEADLINE, AsyncTransport, Deadline, SyncTransport, bind
 from failover.request import Request
+from failover.types import ToolCall, ToolCallDelta
 
 # ---------------------------------------------------------------------------------------------
 # What went wrong, in the provider's own words but without SDK types: the taxonomy
@@ -142,12 +143,16 @@ def wrapped_fault(exc: BaseException, kind: FaultKind) -> Fault:
 # Decoding one attempt's body
 
 
-class Decoder(ABC):
-    """Turns one attempt's body into text; collects usage, finish reason, the served model, whether
-    the terminal event arrived (a stream without it is cut, never complete), and content kinds the
-    router does not represent (counted, never silently dropped)."""
+Piece = str | ToolCallDelta  # what a decoder makes of an event: text, or a piece of a tool call
 
-    __slots__ = ("_sse", "complete", "finish_reason", "input_tokens", "model", "output_tokens", "unrepresented")
+
+class Decoder(ABC):
+    """Turns one attempt's body into text and tool-call pieces; collects usage, finish reason, the
+    served model, a refusal, whether the terminal event arrived (a stream without it is cut, never
+    complete), and content kinds the router does not represent (counted, never silently dropped)."""
+
+    __slots__ = ("_calls", "_sse", "complete", "finish_reason", "input_tokens", "model", "output_tokens", "refusal",
+                 "refusal_is_text", "unrepresented")
 
     def __init__(self) -> None:
         self._sse = SSEDecoder()
@@ -156,30 +161,45 @@ class Decoder(ABC):
         self.input_tokens = 0
         self.output_tokens = 0
         self.model: str | None = None
+        self.refusal: str | None = None  # a refusal sent apart from the text (OpenAI's delta.refusal)
+        self.refusal_is_text = False  # the text itself is the refusal (Anthropic's stop_reason "refusal")
         self.unrepresented: dict[str, int] = {}  # content kind -> events of it
+        self._calls: dict[int, tuple[str, str, list[str]]] = {}  # index -> id, name, argument fragments
 
-    def feed(self, data: bytes) -> list[str]:
-        """Bytes of the body in; the texts of the events they complete out. Raises `MalformedEvent`
+    def feed(self, data: bytes) -> list[Piece]:
+        """Bytes of the body in; the pieces of the events they complete out. Raises `MalformedEvent`
         for garbage and `InbandError` for an error event."""
-        texts: list[str] = []
+        out: list[Piece] = []
         for event in self._sse.feed(data):
             if not event.data:
                 continue  # a keep-alive such as `data:` alone carries nothing
             try:
-                text = self.event(event)
+                self.event(event, out)
             except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:
                 raise MalformedEvent(f"unexpected event: {event.data[:120].decode('utf-8', 'replace')}") from e
-            if text:
-                texts.append(text)
-        return texts
+        return out
+
+    @abstractmethod
+    def event(self, event: Event, out: list[Piece]) -> None:
+        """Append the pieces of one whole event to `out`."""
 
     def skip(self, kind: str) -> None:
         """Content the router does not represent arrived (thinking, audio, a new delta kind)."""
         self.unrepresented[kind] = self.unrepresented.get(kind, 0) + 1
 
-    @abstractmethod
-    def event(self, event: Event) -> str:
-        """The text of one whole event ("" for none)."""
+    def tool_delta(self, index: int, call_id: str | None, name: str | None, arguments: str) -> ToolCallDelta:
+        """A piece of tool call `index`; the whole calls are kept for the Result."""
+        got = self._calls.get(index)
+        if got is None:
+            got = self._calls[index] = (call_id or "", name or "", [])
+        elif (call_id and not got[0]) or (name and not got[1]):
+            got = self._calls[index] = (got[0] or call_id or "", got[1] or name or "", got[2])
+        if arguments:
+            got[2].append(arguments)
+        return ToolCallDelta(index, call_id, name, arguments)
+
+    def tool_calls(self) -> list[ToolCall]:
+        return [ToolCall(call_id, name, "".join(args)) for _, (call_id, name, args) in sorted(self._calls.items())]
 
 
 # ---------------------------------------------------------------------------------------------
