@@ -278,6 +278,10 @@ def test_names_from_the_environment_are_not_echoed_in_duplicates_or_chains(tmp_p
     assert "duplicate provider name the value of ${PLAIN_NAME}" in str(err)
     assert "unknown provider the value of ${OTHER}" in str(err)
     assert "'Main'" not in str(err) and "nosuch" not in str(err)
+    # Found by the fuzz test: the list of known providers named one read from the environment.
+    err = error(tmp_path, ONE.replace("name: main", "name: ${PLAIN}") + "chains: {x: [opnai]}\n", env=ENV)
+    assert "unknown provider 'opnai'; providers: the value of ${PLAIN}" in str(err)
+    assert SECRET_BODY not in str(err)
 
 
 # --------------------------------------------------------------------------- PyYAML's own errors, in our words

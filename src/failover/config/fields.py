@@ -9,13 +9,17 @@ value read from `${VAR}`, never for `api_key`).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationInfo
 from pydantic_core import PydanticCustomError
+
+from failover.config.problems import kind_of
 
 # Every duration is capped: a longer one is a mistake (milliseconds written as seconds) and turns
 # into an OverflowError in the timers of every call.
@@ -140,6 +144,41 @@ def _http_url(value: str, info: ValidationInfo) -> str:
     return value
 
 
+def _header_safe(value: SecretStr) -> SecretStr:
+    # httpx encodes header values as ASCII: any other character fails every call, deep in the SDK.
+    if not all(" " <= c <= "~" for c in value.get_secret_value()):
+        raise PydanticCustomError(
+            "api_key", "api_key may only contain printable ASCII characters (it is sent in an HTTP header)")
+    return value
+
+
+def json_problem(value: Any, path: str = "", depth: int = 0) -> str | None:
+    """Where and why `value` cannot be sent as JSON (the SDKs serialise params into the request body)."""
+    if value is None or isinstance(value, bool | str):
+        return None
+    if isinstance(value, int):
+        return None if value.bit_length() <= 128 else f"{path or 'the value'} is an integer too large to send"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path or 'the value'} is not a finite number"
+    if isinstance(value, Mapping | list | tuple) and depth > 64:
+        return f"{path} is nested too deeply"
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path or 'params'} has a key that is {kind_of(key)}, not a string"
+            found = json_problem(item, f"{path}.{key}" if path else key, depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = json_problem(item, f"{path}[{index}]", depth + 1)
+            if found:
+                return found
+        return None
+    return f"{path} is {kind_of(value)}, not a JSON value (quote it to make it a string)"
+
+
 Count = Annotated[int, BeforeValidator(_not_bool), Rule("integer")]
 Number = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False), Rule("number")]
 Seconds = Annotated[
@@ -151,3 +190,4 @@ Name = Annotated[str, AfterValidator(_name), Rule(NAME_RULE)]
 Text = Annotated[str, AfterValidator(_non_empty), Rule("non-empty string")]
 OneLine = Annotated[str, AfterValidator(_one_line), Rule("non-empty, one line")]
 HttpUrl = Annotated[str, AfterValidator(_http_url), Rule("http(s) URL with a valid host and port")]
+HeaderSecret = Annotated[SecretStr, AfterValidator(_header_safe), Rule("string, printable ASCII")]

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from failover.config.chains import chain_problems
 from failover.config.checks import NESTED, SECTIONS, Checker
 from failover.config.fields import CROSS_FIELD
 from failover.config.problems import KeyPath, Problems, SourceMap, kind_of, shown
@@ -29,7 +30,6 @@ from failover.config.schema import (
     ProviderConfig,
     ProviderSettings,
     TelemetrySettings,
-    chain_problems,
 )
 from failover.config.source import compose_yaml, plain_mapping
 from failover.errors import ConfigError
@@ -189,7 +189,8 @@ def _build(data: Any, source: str, lines: dict[KeyPath, int], problems: Problems
         def show(where: KeyPath, value: Any) -> str:
             return checker.show(("chains", *where), value)
 
-        for where, message in chain_problems(chains, [p.name for p in built], show):
+        shown_names = {p.name: checker.show(("providers", i, "name"), p.name) for i, p in enumerate(built)}
+        for where, message in chain_problems(chains, shown_names, show):
             problems.add(("chains", *where), message)
 
     problems.raise_if_any()

@@ -20,10 +20,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from failover.config.chains import CHAIN_RULES
 from failover.config.checks import COMPUTED_KEYS
 from failover.config.fields import MAX_SECONDS, Rule
 from failover.config.schema import (
-    CHAIN_RULES,
     BreakerSettings,
     Capabilities,
     Config,

@@ -6,40 +6,38 @@ Models built in code follow the same rules as a loaded file; the loader adds fil
 
 from __future__ import annotations
 
-import difflib
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
-    SecretStr,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from failover.config.chains import chain_problems
 from failover.config.fields import (
     MAX_COUNT,
-    NAME_RE,
     Count,
     Flag,
+    HeaderSecret,
     HttpUrl,
     Name,
     Number,
-    Rule,
     OneLine,
+    Rule,
     Seconds,
     Text,
     check_url,
     cross_field,
+    json_problem,
 )
-from failover.config.problems import KeyPath, SourceMap, format_path, kind_of
+from failover.config.problems import KeyPath, SourceMap, format_path
 from failover.errors import ConfigError
 from failover.redact import mask_url
 
@@ -246,41 +244,6 @@ RESERVED_PARAMS: dict[str, str] = {
 }
 
 
-def _header_safe(value: SecretStr | None) -> SecretStr | None:
-    # httpx encodes header values as ASCII: any other character fails every call, deep in the SDK.
-    if value is not None and not all(" " <= c <= "~" for c in value.get_secret_value()):
-        raise PydanticCustomError(
-            "api_key", "api_key may only contain printable ASCII characters (it is sent in an HTTP header)")
-    return value
-
-
-def _not_json(value: Any, path: str, depth: int = 0) -> str | None:
-    """Where and why `value` cannot be sent as JSON (the SDKs serialise params into the request body)."""
-    if value is None or isinstance(value, bool | str):
-        return None
-    if isinstance(value, int):
-        return None if value.bit_length() <= 128 else f"{path or 'the value'} is an integer too large to send"
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"{path or 'the value'} is not a finite number"
-    if isinstance(value, Mapping | list | tuple) and depth > 64:
-        return f"{path} is nested too deeply"
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return f"{path or 'params'} has a key that is {kind_of(key)}, not a string"
-            found = _not_json(item, f"{path}.{key}" if path else key, depth + 1)
-            if found:
-                return found
-        return None
-    if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            found = _not_json(item, f"{path}[{index}]", depth + 1)
-            if found:
-                return found
-        return None
-    return f"{path} is {kind_of(value)}, not a JSON value (quote it to make it a string)"
-
-
 def sdk_rejected_params(provider_type: str, params: Iterable[str]) -> list[str]:
     """The `params:` keys the installed SDK's create() does not accept (each would fail every call
     with a TypeError). Imports `failover.providers` lazily: the providers import this package."""
@@ -296,7 +259,7 @@ class ProviderConfig(ProviderSettings):
     type: ProviderType = Field(
         description="the SDK to use; `openai` also covers OpenAI-compatible servers (set `base_url`)")
     model: OneLine = Field(description="the model name sent to the provider")
-    api_key: Annotated[SecretStr | None, AfterValidator(_header_safe), Rule("string, printable ASCII")] = Field(
+    api_key: HeaderSecret | None = Field(
         default=None, description="**required**; usually `${OPENAI_API_KEY}`. An unset variable makes the provider "
         "unusable (reported and skipped), not the file invalid; see Environment variables")
     api_key_env: str | None = Field(default=None, description="computed: the variable `api_key` referenced")
@@ -324,7 +287,7 @@ class ProviderConfig(ProviderSettings):
         if clashes:
             raise PydanticCustomError(
                 "params", "params may not set {keys}: failover sets these itself", {"keys": ", ".join(clashes)})
-        problem = _not_json(value, "")
+        problem = json_problem(value)
         if problem:
             raise PydanticCustomError("params", "params are sent as JSON: {problem}", {"problem": problem})
         return value
@@ -349,43 +312,6 @@ class ProviderConfig(ProviderSettings):
     def usable(self) -> bool:
         """True when the provider has a key to send."""
         return self.api_key is not None and self.api_key.get_secret_value() != ""
-
-
-# What `chain_problems` enforces, in words (the reference prints it).
-CHAIN_RULES = (
-    "A chain name follows the rules of provider names; each chain is a non-empty list of provider names, "
-    "each named at most once; a name must be one of `providers` (exactly as written there)."
-)
-
-
-def chain_problems(chains: Mapping[str, Any], providers: Sequence[str],
-                   show: Callable[[KeyPath, Any], str]) -> list[tuple[KeyPath, str]]:
-    """Every problem of a `chains:` mapping, at its path below `chains`. `show(path, value)` quotes a
-    value the way the caller may (a loader never quotes what came from `${VAR}`)."""
-    found: list[tuple[KeyPath, str]] = []
-    for name, members in chains.items():
-        if not NAME_RE.fullmatch(name):
-            found.append(((name,), "a chain name may only contain letters, digits, '_', '.' and '-'"))
-        if not isinstance(members, list | tuple):
-            found.append(((name,), f"a chain must be a list of provider names (got {kind_of(members)})"))
-            continue
-        if not members:
-            found.append(((name,), "a chain must name at least one provider"))
-        first: dict[str, int] = {}
-        for index, member in enumerate(members):
-            path: KeyPath = (name, index)
-            if not isinstance(member, str):
-                found.append((path, f"must be a provider name (got {kind_of(member)})"))
-            elif member in first:
-                found.append((path, f"{show(path, member)} is already in this chain (at [{first[member]}])"))
-            elif member not in providers:
-                close = difflib.get_close_matches(member, providers, n=1, cutoff=0.6)
-                close += [p for p in providers if p.casefold() == member.casefold()][:1]
-                hint = f" (did you mean '{close[-1]}'?)" if close else ""
-                found.append((path, f"unknown provider {show(path, member)}{hint}; providers: {', '.join(providers)}"))
-            else:
-                first[member] = index
-    return found
 
 
 def _quote(path: KeyPath, value: Any) -> str:
@@ -428,7 +354,7 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _chains(self) -> Config:
-        found = chain_problems(self.chains, [p.name for p in self.providers], _quote)
+        found = chain_problems(self.chains, {p.name: repr(p.name) for p in self.providers}, _quote)
         if found:
             path, message = found[0]
             raise PydanticCustomError("chain", "{path}: {message}",
