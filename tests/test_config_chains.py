@@ -71,6 +71,12 @@ def test_chain_errors_have_path_and_line(tmp_path: pathlib.Path, chains: str, pa
     assert fragment in str(err) and len(problems(err)) == 1, str(err)
 
 
+def test_chain_problems_are_reported_with_the_providers_own(tmp_path: pathlib.Path) -> None:
+    text = THREE.replace("model: gpt-4o,", "model: gpt-4o, retry: {max_attempt: 2},") + "chains:\n  x: [anthropik]\n"
+    err = error(tmp_path, text)
+    assert [line.split(": ")[1] for line in problems(err)] == ["providers[0].retry.max_attempt", "chains.x[0]"]
+
+
 def test_chains_must_be_a_mapping_and_may_use_env(tmp_path: pathlib.Path) -> None:
     err = error(tmp_path, THREE + "chains: [openai]\n")
     assert (err.path, err.line) == ("chains", 5) and "mapping of chain names" in str(err)

@@ -167,14 +167,14 @@ class Checker:
             self.problems.add(path, f"environment variable ${name} is not set (write ${{{name}:-default}} to "
                               "give a default)")
         secret = [name for name in resolved.refs if looks_secret(name)]
-        if secret and self._shown(path):
+        if secret and self._printed_everywhere(path):
             self.problems.add(path, f"must not be read from ${{{secret[0]}}}: its name says it holds a secret, and "
                               f"this value is shown in logs, spans and `failover check`")
         self._unicode(resolved.text, path)
         return resolved.text
 
     @staticmethod
-    def _shown(path: KeyPath) -> bool:
+    def _printed_everywhere(path: KeyPath) -> bool:
         return (path[:1] == ("chains",) or path == ("telemetry", "service_name")
                 or (len(path) == 3 and path[0] == "providers" and path[2] in _SHOWN_KEYS))
 

@@ -162,6 +162,7 @@ def _build(data: Any, source: str, lines: dict[KeyPath, int], problems: Problems
 
     built: list[ProviderConfig] = []
     names: dict[str, int] = {}  # casefolded name → index of the first provider with it
+    declared: dict[str, str] = {}  # every provider name written → how a message may show it
     for index, entry in enumerate(shape.providers):
         if entry is None:
             continue
@@ -177,6 +178,7 @@ def _build(data: Any, source: str, lines: dict[KeyPath, int], problems: Problems
         provider = validator.validate(ProviderConfig, merged, path, origin)
         name = entry.get("name")
         if isinstance(name, str):
+            declared.setdefault(name, checker.show((*path, "name"), name))
             earlier = names.setdefault(name.casefold(), index)
             if earlier != index:
                 earlier_line = problems.map.line_of(("providers", earlier, "name"))
@@ -185,12 +187,12 @@ def _build(data: Any, source: str, lines: dict[KeyPath, int], problems: Problems
                              f"(already used by providers[{earlier}]{at}); names must be unique (case-insensitive)")
         if isinstance(provider, ProviderConfig):
             built.append(provider)
-    if built and len(built) == len(shape.providers):  # every provider is known: chains can be checked
+    if declared:  # against the names written, so that a mistake inside a provider hides no chain's
+
         def show(where: KeyPath, value: Any) -> str:
             return checker.show(("chains", *where), value)
 
-        shown_names = {p.name: checker.show(("providers", i, "name"), p.name) for i, p in enumerate(built)}
-        for where, message in chain_problems(chains, shown_names, show):
+        for where, message in chain_problems(chains, declared, show):
             problems.add(("chains", *where), message)
 
     problems.raise_if_any()
