@@ -225,13 +225,14 @@ def test_parse_config_of_anything(value: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
+def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Router, pathlib.Path]]:
+    """A router built from the example file, and that file (each example rewrites it, then reloads)."""
     saved = {name: os.environ.get(name) for name in ENV}
     os.environ.update({k: v for k, v in ENV.items() if "\udcff" not in v and "\x00" not in v})
     path = tmp_path_factory.mktemp("reload") / "config.yaml"
     path.write_text(EXAMPLE, encoding="utf-8")
     router = Router.from_yaml(path)
-    yield router
+    yield router, path
     router.close()
     for name, value in saved.items():
         if value is None:
@@ -242,17 +243,17 @@ def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(mutated_text(), mutated_document().map(lambda d: yaml.safe_dump(d, allow_unicode=True))))
-def test_router_reload_of_a_mutated_file(router: Router, text: str) -> None:
-    assert router._source is not None
-    pathlib.Path(router._source).write_text(text, encoding="utf-8", errors="surrogatepass")
-    before = router.config
+def test_router_reload_of_a_mutated_file(router: tuple[Router, pathlib.Path], text: str) -> None:
+    serving, path = router
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    before = serving.config
     try:
-        config = router.reload()
+        config = serving.reload()
     except ConfigError as exc:
         assert SECRET_BODY not in str(exc)
-        assert router.config is before  # a rejected file leaves the router as it was
+        assert serving.config is before  # a rejected file leaves the router as it was
         return
-    assert router.config is config and [r.name for r in router.routes] == [p.name for p in config.providers]
+    assert serving.config is config and [r.name for r in serving.routes] == [p.name for p in config.providers]
 
 
 # --------------------------------------------------------------------------- a corpus of nasty files

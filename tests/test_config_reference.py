@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
 import sys
 
@@ -30,8 +31,8 @@ def test_module_prints_the_reference() -> None:
     assert out.stdout == reference()
 
 
-def test_write_replaces_only_the_section(tmp_path: pytest.TempPathFactory) -> None:
-    path = tmp_path / "doc.md"  # type: ignore[operator]
+def test_write_replaces_only_the_section(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "doc.md"
     path.write_text(f"intro\n{BEGIN}\nstale\n{END}\noutro\n", encoding="utf-8")
     assert main(["--write", str(path)]) == 0
     assert path.read_text(encoding="utf-8") == f"intro\n{BEGIN}\n{reference()}{END}\noutro\n"

@@ -4,7 +4,7 @@ Everything that can be wrong with a configuration is found at load and reported 
 `ConfigError` that names the file, the line and the key path of every problem. Afterwards the
 router and the policies only read plain typed data and never validate again.
 
-- `schema`: the models (and `fields`: their value types and checks).
+- `schema`: the models (`fields`: their value types and checks; `chains`: the rules of `chains:`).
 - `source`: YAML text or a caller's mapping → plain data, and the line of every key path.
 - `env`: `${VAR}` / `${VAR:-default}` interpolation.
 - `checks`: document shape, unknown keys, environment; `load`: the pipeline, `parse_config`, `load_config`.
