@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class CallStarted:
     request: Request
+    chain: tuple[str, ...]  # the providers of the call's chain, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ class AttemptEnded:
 @dataclass(frozen=True, slots=True)
 class ProviderSkipped:
     attempt: Attempt
-    code: str  # breaker_open | breaker_half_open | missing_api_key | deadline
+    code: str  # breaker_open | breaker_half_open | missing_api_key | capability | deadline
 
 
 @dataclass(frozen=True, slots=True)

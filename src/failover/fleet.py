@@ -23,7 +23,8 @@ from failover.planner import Route
 from failover.policies.breaker import Breaker
 from failover.policies.budget import RetryBudget
 from failover.policies.retry import RetryPolicy
-from failover.providers import make_provider
+from failover.providers import check_params, make_provider
+from failover.request import CAPABILITIES
 
 if TYPE_CHECKING:
     from failover.config import Config, ProviderConfig
@@ -35,6 +36,12 @@ log = logging.getLogger("failover")
 # The ProviderConfig fields an SDK client (and the Provider object) is built from: while these stay
 # equal, a reload keeps the provider's client and its open connections.
 _CLIENT_FIELDS = ("type", "model", "base_url", "api_key", "params", "max_tokens")
+
+
+def capabilities(p: ProviderConfig) -> frozenset[str]:
+    """What the provider takes: its YAML `capabilities`, and for what they leave unset, its type's
+    (both provider types take tools, images and JSON schema output)."""
+    return frozenset(c for c in CAPABILITIES if getattr(p.capabilities, c) is not False)
 
 
 def same_client(a: ProviderConfig, b: ProviderConfig) -> bool:
@@ -52,6 +59,7 @@ class RouteBuilder:
     def build(self, config: Config, previous: Sequence[Route] = ()) -> list[Route]:
         """The routes of `config`. Nothing of `previous` is changed unless the whole build succeeds
         (a ConfigError leaves the running routes as they were)."""
+        check_params(config)
         with self._lock:
             storages = [self._storage(config, index, p, previous) for index, p in enumerate(config.providers)]
             old = {r.name: r for r in previous}
@@ -77,7 +85,7 @@ class RouteBuilder:
                         budget = RetryBudget(p.retry.budget)
                     else:
                         budget.update(p.retry.budget)
-                routes.append(Route(provider, p, RetryPolicy(p.retry), breaker, budget))
+                routes.append(Route(provider, p, RetryPolicy(p.retry), breaker, budget, capabilities(p)))
             kept = {id(r.provider) for r in routes}
             # Calls in flight may still stream through a retired client: it is closed with the router.
             self._retired.extend(r.provider for r in previous if id(r.provider) not in kept)

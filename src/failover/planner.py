@@ -42,6 +42,7 @@ from failover.policies.resume import Seam, continuation
 from failover.policies.timeouts import TOTAL, Watch
 from failover.providers.base import CallTimeout, Fault
 from failover.redact import Scrubber
+from failover.request import CAPABILITIES, IMAGES, JSON_SCHEMA, TOOLS
 from failover.types import Chunk, Result, Usage
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class Route:
     retry: RetryPolicy
     breaker: Breaker
     budget: RetryBudget | None = None  # the provider's retry budget, shared by the router's calls
+    capabilities: frozenset[str] = frozenset(CAPABILITIES)  # what requests it can take (DESIGN §2)
 
     @property
     def name(self) -> str:
@@ -159,7 +161,7 @@ class Planner:
             return self._final
         if not self._started:
             self._started = True
-            self._events.append(CallStarted(self.request))
+            self._events.append(CallStarted(self.request, tuple(r.name for r in self.routes)))
         if self._live is not None or self._asking is not None:
             raise RuntimeError("the planner is waiting for the result of its last action")
         if self._admitted is not None:
@@ -195,6 +197,10 @@ class Planner:
     def _skip_reason(self, route: Route, now: float) -> tuple[str, str] | None:
         if route.config.missing_env:
             return "missing_api_key", f"{', '.join('$' + v for v in route.config.missing_env)} is not set"
+        lacking = sorted(self.request.needs - route.capabilities)
+        if lacking:
+            what = " and ".join(_NEEDS[c] for c in lacking)
+            return "capability", f"the request has {what}, which this provider does not take (capabilities)"
         if now >= self._start + route.config.timeouts.total:
             return "deadline", "its total deadline has passed"
         return None
@@ -475,6 +481,8 @@ def _summary(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _SUMMARY else text[: _SUMMARY - 1] + "…"
 
+
+_NEEDS = {TOOLS: "tools", IMAGES: "images", JSON_SCHEMA: "a JSON schema output"}
 
 # Params that make the answer structured (JSON, tool calls): such an answer is never stitched from
 # two generations, because a seam inside JSON or a tool call's arguments breaks it silently.

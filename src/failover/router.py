@@ -35,7 +35,8 @@ class Router:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._builder = RouteBuilder()  # reload() keeps breakers, budgets and unchanged SDK clients
-        self.routes = self._builder.build(config)
+        self.routes = self._builder.build(config)  # every provider, in the file's order
+        self.chains = _chains(config, self.routes)
         self._source: str | None = None  # the file reload() reads (from_yaml)
         self._watcher: ConfigWatcher | None = None
         self._reload_lock = threading.Lock()
@@ -73,8 +74,10 @@ class Router:
             scrubber = _scrubber(config)
             telemetry = Telemetry.for_config(config, scrubber)
             routes = self._builder.build(config, self.routes)
-            # Each assignment is atomic; a new call reads `routes` once (its planner keeps that list).
+            chains = _chains(config, routes)
+            # Each assignment is atomic; a new call reads `chains` once (its planner keeps its list).
             self.config, self.scrubber, self.telemetry, self.routes = config, scrubber, telemetry, routes
+            self.chains = chains
             self.last_reload_error = None
         log.info("failover: config %s reloaded: %s", config.source, " -> ".join(r.name for r in routes))
         return config
@@ -97,8 +100,13 @@ class Router:
         raise KeyError(f"no provider named {name!r}; providers: {', '.join(r.name for r in self.routes)}")
 
     def _planner(self, messages: Iterable[Mapping[str, Any]], params: CallParams) -> Planner:
+        chain = params.pop("chain", None)
         request = build_request(messages, **params)
-        routes = self.routes
+        chains = self.chains
+        routes = chains.get(chain or "")
+        if routes is None:
+            known = ", ".join(c for c in chains if c)
+            raise ValueError(f"chain={chain!r} names no chain of {self.config.source}; chains: {known}")
         for key, kwargs in request.extra.items():
             _check_extra(key, kwargs, routes)
         return Planner(routes, request, now=time.monotonic(), scrubber=self.scrubber)
@@ -165,6 +173,13 @@ def _scrubber(config: Config) -> Scrubber:
 
 # Set by failover itself on every request: `extra` may not change them.
 RESERVED = frozenset({"model", "messages", "stream", "stream_options", "timeout", "system"})
+
+
+def _chains(config: Config, routes: list[Route]) -> dict[str, list[Route]]:
+    """The routes of each named chain; "" is the chain of a call without `chain=` (DESIGN §2)."""
+    by_name = {r.name: r for r in routes}
+    names = dict.fromkeys(["", "default", *config.chains])
+    return {name: [by_name[p.name] for p in config.chain(name or None)] for name in names}
 
 
 def _check_extra(key: str, kwargs: Mapping[str, Any], routes: list[Route]) -> None:

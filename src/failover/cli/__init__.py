@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 
 def _check(args: argparse.Namespace) -> int:
     from failover.config import describe, load_config
+    from failover.providers import check_params
 
     config = load_config(args.config)
+    check_params(config)
     print(describe(config))
     from failover.cli.status import storage_problems
 

@@ -244,14 +244,6 @@ RESERVED_PARAMS: dict[str, str] = {
 }
 
 
-def sdk_rejected_params(provider_type: str, params: Iterable[str]) -> list[str]:
-    """The `params:` keys the installed SDK's create() does not accept (each would fail every call
-    with a TypeError). Imports `failover.providers` lazily: the providers import this package."""
-    from failover.providers import unknown_params
-
-    return unknown_params(provider_type, params)
-
-
 class ProviderConfig(ProviderSettings):
     """One entry of the failover chain, with `defaults` already merged in and env resolved."""
 
@@ -291,17 +283,6 @@ class ProviderConfig(ProviderSettings):
         if problem:
             raise PydanticCustomError("params", "params are sent as JSON: {problem}", {"problem": problem})
         return value
-
-    @model_validator(mode="after")
-    def _sdk_params(self) -> ProviderConfig:
-        # What the installed SDK's create() does not accept would fail every call with a TypeError:
-        # say so now, at load, not at request time.
-        unknown = sdk_rejected_params(self.type, self.params)
-        if unknown:
-            message = (f"{', '.join(repr(k) for k in unknown)} not accepted by the installed {self.type} SDK's "
-                       "create() (put raw request fields under params.extra_body)")
-            raise cross_field(message, message, "params")
-        return self
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         # Its own fields first: `ProviderConfig(name='openai', type='openai', …)` reads best.

@@ -286,6 +286,9 @@ class Provider(ABC):
         self._lock = threading.Lock()
         self._client: Any = None
         self._aclients: dict[asyncio.AbstractEventLoop, tuple[Any, AsyncTransport]] = {}
+        # Imported when a provider of this type is built (not by `import failover`), never during an
+        # attempt, where the import's second would count against first_token.
+        self.sdk()
 
     # ---- what each provider type implements
 

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
@@ -31,12 +30,10 @@ class Telemetry:
     replaces a provider the application installed).
     """
 
-    def __init__(self, settings: TelemetrySettings, *, scrubber: Scrubber | None = None,
-                 chain: Sequence[str] = ()) -> None:
+    def __init__(self, settings: TelemetrySettings, *, scrubber: Scrubber | None = None) -> None:
         self.settings = settings
         self.capture_content = settings.capture_content
         self.scrubber = scrubber or Scrubber()
-        self._chain = tuple(chain)
         if settings.exporter != "none":
             from failover.telemetry.sdk import setup_telemetry
 
@@ -46,11 +43,11 @@ class Telemetry:
     @classmethod
     def for_config(cls, config: Config, scrubber: Scrubber) -> Telemetry:
         try:
-            return cls(config.telemetry, scrubber=scrubber, chain=[p.name for p in config.providers])
+            return cls(config.telemetry, scrubber=scrubber)
         except RuntimeError as e:  # the SDK or the exporter package is not installed
             raise ConfigError(str(e), source=config.source, path="telemetry.exporter") from e
 
     def observer(self) -> TracingObserver:
         """A fresh observer for one call; the caller's current context becomes the call span's parent."""
         return TracingObserver(self._instruments, otel_context.get_current(), scrubber=self.scrubber,
-                               capture_content=self.capture_content, chain=self._chain)
+                               capture_content=self.capture_content)

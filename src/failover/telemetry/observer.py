@@ -111,16 +111,15 @@ def output_json(text: str, finish_reason: str) -> str:
 class TracingObserver(Observer):
     """The spans and metrics of one call."""
 
-    __slots__ = ("_attempt_attrs", "_attempt_span", "_call", "_call_ctx", "_capture", "_chain", "_continuing",
+    __slots__ = ("_attempt_attrs", "_attempt_span", "_call", "_call_ctx", "_capture", "_continuing",
                  "_ins", "_made", "_parent", "_resumed", "_scrub", "_skipped")
 
-    def __init__(self, ins: Instruments, parent: otel_context.Context, *, scrubber: Scrubber, capture_content: bool,
-                 chain: tuple[str, ...]) -> None:
+    def __init__(self, ins: Instruments, parent: otel_context.Context, *, scrubber: Scrubber,
+                 capture_content: bool) -> None:
         self._ins = ins
         self._parent = parent
         self._scrub = scrubber.scrub
         self._capture = capture_content
-        self._chain = chain
         self._call: Span | None = None
         self._call_ctx: otel_context.Context | None = None
         self._attempt_span: Span | None = None
@@ -151,8 +150,8 @@ class TracingObserver(Observer):
         self._call = span
         self._call_ctx = trace.set_span_in_context(span, self._parent)
         if span.is_recording():
-            if self._chain:
-                span.set_attribute(sc.FAILOVER_CHAIN, list(self._chain))
+            if event.chain:
+                span.set_attribute(sc.FAILOVER_CHAIN, list(event.chain))
             if self._capture:
                 span.set_attribute(sc.GEN_AI_INPUT_MESSAGES, self._scrub(messages_json(event.request.messages)))
 
