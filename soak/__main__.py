@@ -84,7 +84,7 @@ def soak(args: argparse.Namespace, fleet: Fleet) -> int:
     # In-process emulators' own connections are no leak of the router's (their fds are counted, though).
     ignore = [s.port for s in servers] if args.emulators == "inprocess" else []
     # Leaks are counted outside the event loop: the loop's own descriptors and its default executor's
-    # threads (where anyio resolves host names) belong to the application and end with the loop.
+    # threads (where the SDKs compute their platform header) belong to the application and end with it.
     baseline = resources.snapshot(ignore)
     chaos, brownout, outage = asyncio.run(run_phases(args, servers, ignore))
     closed = resources.settle(baseline, ignore)
