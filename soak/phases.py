@@ -13,6 +13,7 @@ from typing import Any
 
 from failover import Router
 from failover.emulator import DEFAULT_ANSWER
+from failover.events import BreakerChanged, Event
 from soak import faults, resources
 from soak.callers import LagMonitor, Load, run_callers
 from soak.emulators import Server
@@ -82,16 +83,15 @@ async def fresh_router(servers: list[Server], settings: Settings) -> AsyncIterat
 
 
 class BreakerLog:
-    """When each provider's breaker opened (time.monotonic()), heard through its state listeners."""
+    """When each provider's breaker opened (time.monotonic()), heard through the router's listeners."""
 
     def __init__(self, router: Router) -> None:
         self.opened: dict[str, list[float]] = {name: [] for name in PROVIDERS}
-        for name in PROVIDERS:
-            router.breaker(name).listeners.append(self._changed)
+        router.listeners.append(self._changed)
 
-    def _changed(self, provider: str, old: str, new: str) -> None:
-        if new == "open":
-            self.opened[provider].append(time.monotonic())
+    def _changed(self, event: Event) -> None:
+        if isinstance(event, BreakerChanged) and event.change.new == "open":
+            self.opened[event.change.provider].append(time.monotonic())
 
     def trips(self) -> Counter[str]:
         return Counter({name: len(times) for name, times in self.opened.items()})
