@@ -40,6 +40,11 @@ class Transcript:
     def text(self) -> str:
         return "".join(self.parts)
 
+    @property
+    def delivered(self) -> bool:
+        """Something of the answer reached the caller (text, or pieces of a tool call)."""
+        return bool(self.parts) or self.tool_calls
+
 
 class AttemptTimeout(Exception):
     """Our own deadline for this attempt passed: `kind` is first_token, idle or total."""
@@ -65,7 +70,7 @@ class LiveAttempt:
     caller hands control back after a chunk.
     """
 
-    __slots__ = ("_transcript", "admission", "backoff", "continuing", "decoder", "delivered", "delivered_from",
+    __slots__ = ("_transcript", "admission", "backoff", "continuing", "decoder", "delivered",
                  "discard", "first_chunk_at", "model", "name", "number", "quiet_since", "received", "request",
                  "route", "seam", "started", "started_wall", "timeout", "watch")
 
@@ -90,7 +95,6 @@ class LiveAttempt:
         self.quiet_since = now  # since when we wait on the provider (content, or the caller resuming)
         self.received = 0  # characters of content received (a repeated fault is recognised by its place)
         self.delivered = False  # text of this attempt reached the caller
-        self.delivered_from = len(transcript.parts)  # where this attempt's text starts in the transcript
 
     def feed(self, data: bytes, now: float) -> list[Chunk]:
         """Bytes of the body in; the chunks for the caller out. Raises what the decoder raises for
@@ -151,5 +155,4 @@ class LiveAttempt:
         transcript.parts.clear()
         transcript.served.clear()
         transcript.tool_calls = bool(tool_calls)
-        self.delivered_from = 0
         return Chunk(text, self.name, self.model, restart=True, discard=self.discard, tool_calls=tool_calls)

@@ -215,8 +215,8 @@ class Planner:
         timeout = CallTimeout(connect=max(0.001, min(t.connect, watch.deadline - now)), total=max(0.001, hard - now))
         request = self.request
         live = LiveAttempt(self.transcript, route, self._made, admission, request, timeout, watch, now, self._backoff)
-        if self.parts:
-            delivered = "".join(self.parts)
+        if self.transcript.delivered:
+            delivered = self.transcript.text
             if self._midstream() == "restart":
                 live.discard = delivered  # cleared from `parts` only once this attempt delivers
                 log.warning("failover: restarting the answer on %s; %d characters to discard", route.name,
@@ -340,12 +340,12 @@ class Planner:
     def _settle(self, live: LiveAttempt, failure: Failure, now: float, state: str) -> None:
         """After a failed attempt: raise, retry on the same provider, or move on."""
         route = live.route
-        if self.parts and self._cut is None:
+        if self.transcript.delivered and self._cut is None:
             self._cut, self._cut_mode = failure, route.config.midstream
         retry_in, refused = self._retry(live, failure, now, state)  # first: the Attempt says if refused
         self._record(live, now, failure, state, retry_refused=refused)
         self._last_failure = failure
-        if len(self.parts) > live.delivered_from and live.delivered:
+        if live.delivered:
             self.transcript.served.append(live)
         if failure.error_class is ErrorClass.REJECTED and not live.continuing \
                 and not route.config.failover_on_reject:
@@ -353,7 +353,7 @@ class Planner:
                                     status_code=failure.status_code)
             error.__cause__ = failure.exception
             self._raise(error)
-        elif self.parts and self._cut_mode == "raise":
+        elif self.transcript.delivered and self._cut_mode == "raise":
             self._raise(self._interrupted(None))
         elif retry_in is not None:
             self._not_before = now + retry_in
@@ -365,7 +365,8 @@ class Planner:
         """The backoff before another attempt on the same provider (None: move on), and why a retry
         the retry policy allowed was refused anyway ("budget": the provider's retry budget)."""
         route = live.route
-        if not (failure.retryable and route.retry.allows(self._made)) or (self.parts and self._cut_mode == "raise"):
+        if not (failure.retryable and route.retry.allows(self._made)) or \
+                (self.transcript.delivered and self._cut_mode == "raise"):
             return None, None
         if state != CLOSED:
             return None, None  # the breaker is open (this failure, a failed probe, or others): move on now
@@ -456,12 +457,12 @@ class Planner:
         cut = self._cut
         assert cut is not None
         why = f"{cut.error_type}: {cut.message}" + (f" ({reason})" if reason else "")
-        error = StreamInterrupted(why, "".join(self.parts), self.attempts)
+        error = StreamInterrupted(why, self.transcript.text, self.attempts)
         error.__cause__ = cut.exception  # the original cut, never a later continuation's refusal
         return error
 
     def _give_up(self, reason: str | None) -> FailoverError:
-        if self.parts:
+        if self.transcript.delivered:
             return self._interrupted(reason or "no provider could continue")
         if reason is None:
             tried = [a for a in self.attempts if a.outcome == "error"]
