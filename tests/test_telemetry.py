@@ -658,6 +658,41 @@ def test_capture_content_keeps_partial_text_of_an_interrupted_answer(otel, emu, 
     assert message["parts"][0]["content"] == out.text and message["finish_reason"] == "error"
 
 
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def test_tool_calls_and_request_parameters_on_the_attempt_span(otel, emu, kind):
+    primary = emu[kind]
+    primary.script(steps.tool_calls([("get_weather", {"city": "Zanzibar"})]))
+    with router(primary) as r:
+        run_sync(r, tools=[WEATHER_TOOL], seed=7)
+    c = one_call(otel)
+    [attempt] = c.attempts
+    a = attrs(attempt)
+    assert a["failover.tool_calls"] == 1 and a["failover.request.tools"] == 1
+    assert a["gen_ai.output.type"] == "text" and a["gen_ai.response.finish_reasons"] == ("tool_calls",)
+    if kind == "openai":
+        assert a["gen_ai.request.seed"] == 7
+    # names and arguments are content: not exported unless capture_content
+    assert "Zanzibar" not in everything_exported(otel) and "get_weather" not in everything_exported(otel)
+
+
+def test_captured_content_has_tool_calls_and_tool_definitions(otel, emu, kind):
+    primary = emu[kind]
+    primary.script(steps.tool_calls([("get_weather", {"city": "Zanzibar"})]))
+    with router(primary, telemetry={"capture_content": True}) as r:
+        out = run_sync(r, tools=[WEATHER_TOOL], response_format={"type": "json_object"})
+    c = one_call(otel)
+    [call] = out.result.tool_calls
+    [message] = json.loads(c.attrs["gen_ai.output.messages"])
+    assert message["parts"] == [{"type": "tool_call", "id": call.id, "name": "get_weather",
+                                 "arguments": call.arguments}]
+    a = attrs(c.attempts[0])
+    assert json.loads(a["gen_ai.tool.definitions"])[0]["name"] == "get_weather"
+    assert a["gen_ai.output.type"] == "json"
+
+
 # ---------------------------------------------------------------- installing the SDK
 
 

@@ -14,7 +14,7 @@ import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -31,6 +31,7 @@ from failover.events import (
     Observer,
     ProviderSkipped,
 )
+from failover.request import Text
 from failover.telemetry import semconv as sc
 
 if TYPE_CHECKING:
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
     from failover.redact import Scrubber
-    from failover.request import Message
+    from failover.request import Message, Tool
+    from failover.types import ToolCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,18 +96,45 @@ def instruments() -> Instruments:
 # ---- content (opt-in: capture_content)
 
 
+def _parts(m: Message) -> list[dict[str, Any]]:
+    """One message's parts in the GenAI conventions' shape (text, uri/blob images, tool calls and
+    their responses)."""
+    if m.role == "tool":
+        return [{"type": "tool_call_response", "id": m.tool_call_id, "response": m.text}]
+    parts: list[dict[str, Any]] = []
+    for part in m.parts:
+        if isinstance(part, Text):
+            parts.append({"type": "text", "content": part.text})
+        elif part.inline is None:
+            parts.append({"type": "uri", "modality": "image", "uri": part.url})
+        else:
+            media_type, data = part.inline
+            parts.append({"type": "blob", "modality": "image", "mime_type": media_type, "content": data})
+    parts += [_call(c) for c in m.tool_calls]
+    return parts
+
+
+def _call(call: ToolCall) -> dict[str, Any]:
+    return {"type": "tool_call", "id": call.id, "name": call.name, "arguments": call.arguments}
+
+
 def messages_json(messages: Iterable[Message]) -> str:
-    return json.dumps([{"role": m.role, "parts": [{"type": "text", "content": m.content}]} for m in messages],
-                      ensure_ascii=False)
+    return json.dumps([{"role": m.role, "parts": _parts(m)} for m in messages], ensure_ascii=False)
 
 
 def system_json(text: str) -> str:
     return json.dumps([{"type": "text", "content": text}], ensure_ascii=False)
 
 
-def output_json(text: str, finish_reason: str) -> str:
-    return json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": text}],
-                        "finish_reason": finish_reason}], ensure_ascii=False)
+def output_json(text: str, finish_reason: str, calls: Iterable[ToolCall] = ()) -> str:
+    parts: list[dict[str, Any]] = [{"type": "text", "content": text}] if text else []
+    parts += [_call(c) for c in calls]
+    return json.dumps([{"role": "assistant", "parts": parts, "finish_reason": finish_reason}], ensure_ascii=False)
+
+
+def tools_json(tools: Iterable[Tool]) -> str:
+    return json.dumps([{"type": "function", "name": t.name, "description": t.description,
+                        "parameters": dict(t.parameters)} for t in tools], ensure_ascii=False)
 
 
 class TracingObserver(Observer):
@@ -173,7 +202,7 @@ class TracingObserver(Observer):
                 span.set_attribute(sc.FAILOVER_RESUMED, result.resumed)
                 if self._capture:
                     span.set_attribute(sc.GEN_AI_OUTPUT_MESSAGES, self._scrub(
-                        output_json(result.text, result.finish_reason or "stop")))
+                        output_json(result.text, result.finish_reason or "stop", result.tool_calls)))
             else:
                 span.set_attribute(sc.FAILOVER_RESUMED, self._resumed)
             if event.cancelled:
@@ -231,6 +260,11 @@ class TracingObserver(Observer):
             attrs[sc.GEN_AI_REQUEST_TOP_P] = float(request.top_p)
         if request.stop:
             attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = list(request.stop)
+        if request.seed is not None:
+            attrs[sc.GEN_AI_REQUEST_SEED] = request.seed
+        attrs[sc.GEN_AI_OUTPUT_TYPE] = "json" if request.response_format is not None else "text"
+        if request.tools:
+            attrs[sc.FAILOVER_TOOLS] = len(request.tools)
         if event.previous is not None:
             attrs[sc.FAILOVER_PREVIOUS_FAILURE] = event.previous.error_type
         if event.probe:
@@ -243,6 +277,8 @@ class TracingObserver(Observer):
                 attrs[sc.GEN_AI_INPUT_MESSAGES] = scrub(messages_json(request.conversation))
             else:
                 attrs[sc.GEN_AI_INPUT_MESSAGES] = scrub(messages_json(request.messages))
+            if request.tools:
+                attrs[sc.GEN_AI_TOOL_DEFINITIONS] = scrub(tools_json(request.tools))
         span.set_attributes(attrs)
 
     def _attempt_ended(self, event: AttemptEnded) -> None:
@@ -296,6 +332,9 @@ class TracingObserver(Observer):
             attrs[sc.FAILOVER_BREAKER_STATE] = attempt.breaker_state
         if decoder.unrepresented:
             attrs[sc.FAILOVER_UNREPRESENTED] = [f"{k}={n}" for k, n in sorted(decoder.unrepresented.items())]
+        calls = decoder.tool_calls()
+        if calls:
+            attrs[sc.FAILOVER_TOOL_CALLS] = len(calls)
         if outcome == "cancelled":
             attrs[sc.FAILOVER_CANCELLED] = True
         elif failed:

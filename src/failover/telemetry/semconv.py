@@ -20,6 +20,9 @@ GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
 GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
 GEN_AI_REQUEST_TOP_P = "gen_ai.request.top_p"
 GEN_AI_REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
+GEN_AI_REQUEST_SEED = "gen_ai.request.seed"
+GEN_AI_OUTPUT_TYPE = "gen_ai.output.type"  # text | json
+GEN_AI_TOOL_DEFINITIONS = "gen_ai.tool.definitions"  # opt-in content: the tools offered
 GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
 GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
 GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
@@ -30,7 +33,8 @@ GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
 GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
 GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
-CONTENT_ATTRIBUTES = (GEN_AI_INPUT_MESSAGES, GEN_AI_OUTPUT_MESSAGES, GEN_AI_SYSTEM_INSTRUCTIONS)
+CONTENT_ATTRIBUTES = (GEN_AI_INPUT_MESSAGES, GEN_AI_OUTPUT_MESSAGES, GEN_AI_SYSTEM_INSTRUCTIONS,
+                      GEN_AI_TOOL_DEFINITIONS)
 
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
@@ -73,3 +77,5 @@ FAILOVER_BREAKER_TO = "failover.breaker.to"
 EVENT_SKIPPED = "failover.provider.skipped"
 EVENT_BREAKER = "failover.breaker.state_change"
 FAILOVER_UNREPRESENTED = "failover.unrepresented"  # content kinds the router did not pass on, "kind=count"
+FAILOVER_TOOL_CALLS = "failover.tool_calls"  # tool calls the attempt's answer made (names and arguments: content)
+FAILOVER_TOOLS = "failover.request.tools"  # how many tools the request offered
