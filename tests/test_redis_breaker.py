@@ -162,7 +162,8 @@ def test_stragglers_after_the_trip_change_nothing(redis_server):
     a late success neither resets the counter nor closes the breaker (only the probe's can)."""
     link = RedisLink(redis_server.url)
     storage = RedisBreakerStore(link, key_prefix(unique(), "p"))
-    breaker = Breaker("p", BreakerSettings(fail_max=2, reset_timeout=60), probe_lease=5, shared=storage)
+    breaker = Breaker("p", BreakerSettings(fail_max=2, failure_rate=0, reset_timeout=60), probe_lease=5,
+                      shared=storage)
     try:
         admitted = [breaker.admit(time.monotonic()) for _ in range(5)]
         assert all(a.allowed for a in admitted)
@@ -208,7 +209,8 @@ def test_key_layout_and_default_namespace(emu, redis_server):
         ns = namespace_for(provider, config["telemetry"]["service_name"])
         assert len(ns) == 12 and all(c in "0123456789abcdef" for c in ns)
         keys = set(redis_server.client().keys(f"failover:{ns}:*"))
-        assert keys == {f"failover:{ns}:primary:{k}" for k in ("state", "fail_counter", "opened_at", "trips", "window")}
+        assert keys == {f"failover:{ns}:primary:{k}" for k in (
+            "state", "fail_counter", "opened_at", "trips", "admitted", "decided", "decided_at_run")}
     # Stable: the same provider in another file order, or another process, gets the same namespace;
     # another app (service_name) or another model does not.
     reordered = parse_config({**config, "providers": config["providers"][::-1]})
@@ -325,23 +327,24 @@ def test_check_and_router_say_clearly_when_the_redis_extra_is_missing(emu, tmp_p
         Router.from_yaml(path)
 
 
-def test_the_shared_breaker_measures_the_failure_rate_of_the_whole_fleet(redis_server):
-    """The rate rule runs in Redis: successes recorded by one process keep a brownout seen by another
-    from tripping it; once failures outweigh them, it opens for everyone."""
+def test_the_shared_breaker_counts_the_whole_fleet_s_pending_attempts(redis_server):
+    """The trip rule runs in Redis: attempts another process sent and that are still waiting for their
+    first content keep a run of fast failures from tripping it; once failures are the share of what
+    the fleet sent, it opens for everyone."""
     link = RedisLink(redis_server.url)
     prefix = key_prefix(unique(), "p")
-    settings = BreakerSettings(fail_max=3, failure_rate=0.5, window=10.0, reset_timeout=60)
+    settings = BreakerSettings(fail_max=3, failure_rate=0.5, reset_timeout=60)
     here = Breaker("p", settings, probe_lease=5, shared=RedisBreakerStore(link, prefix))
     there = Breaker("p", settings, probe_lease=5, shared=RedisBreakerStore(link, prefix))
     now = time.monotonic
     try:
-        for _ in range(6):
-            there.record(there.admit(now()), Verdict.SUCCESS, now())
-        for _ in range(5):  # 5 in a row, but 5 of 11 in the window
+        pending = [there.admit(now()) for _ in range(6)]  # sent, no first content yet
+        for _ in range(5):  # 5 in a row, but 5 of 11 sent
             assert here.record(here.admit(now()), Verdict.FAILURE, now()).state == "closed"
         judged = here.record(here.admit(now()), Verdict.FAILURE, now())  # 6 of 12: half
         assert judged.state == "open" and here.trips_here == 1
         assert not there.admit(now()).allowed
+        assert there.record(pending[0], Verdict.SUCCESS, now()).state == "open"  # a straggler changes nothing
     finally:
         link.close()
 

@@ -9,17 +9,35 @@ failed attempt means.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from failover.policies.breaker import Admission, Judgement, Verdict
 from failover.policies.resume import Seam
 from failover.policies.timeouts import TOTAL, Watch
 from failover.types import Chunk, ToolCallDelta
 
 if TYPE_CHECKING:
     from failover.planner import Route
-    from failover.policies.breaker import Admission
     from failover.providers.base import CallTimeout, Decoder, Piece
     from failover.request import Request
+
+@dataclass(frozen=True, slots=True)
+class Judge:
+    """A breaker verdict for the driver to record (the planner's `Judge` action)."""
+
+    route: Route
+    admission: Admission
+    verdict: Verdict
+    decided: bool = False  # the attempt's first content was its success verdict already
+
+    def record(self, now: float) -> Judgement:
+        return self.route.breaker.record(self.admission, self.verdict, now, decided=self.decided)
+
+    async def arecord(self, now: float) -> Judgement:
+        return await self.route.breaker.arecord(self.admission, self.verdict, now, decided=self.decided)
+
+
 
 _NO_CHUNKS: list[Chunk] = []  # returned (never modified) when bytes complete no text
 
@@ -70,9 +88,30 @@ class LiveAttempt:
     caller hands control back after a chunk.
     """
 
-    __slots__ = ("_transcript", "admission", "backoff", "continuing", "decoder", "delivered",
-                 "discard", "first_chunk_at", "model", "name", "number", "quiet_since", "received", "request",
-                 "route", "seam", "started", "started_wall", "timeout", "watch")
+    __slots__ = (
+        "_transcript",
+        "admission",
+        "backoff",
+        "continuing",
+        "decoder",
+        "delivered",
+        "discard",
+        "due",
+        "first_chunk_at",
+        "model",
+        "name",
+        "number",
+        "quiet_since",
+        "received",
+        "request",
+        "route",
+        "seam",
+        "started",
+        "started_wall",
+        "state",
+        "timeout",
+        "watch",
+    )
 
     def __init__(self, transcript: Transcript, route: Route, number: int, admission: Admission, request: Request,
                  timeout: CallTimeout, watch: Watch, now: float, backoff: float) -> None:
@@ -95,6 +134,8 @@ class LiveAttempt:
         self.quiet_since = now  # since when we wait on the provider (content, or the caller resuming)
         self.received = 0  # characters of content received (a repeated fault is recognised by its place)
         self.delivered = False  # text of this attempt reached the caller
+        self.due: Judge | None = None  # the success verdict of its first content, for the driver to record
+        self.state: str | None = None  # the breaker's state after that verdict
 
     def feed(self, data: bytes, now: float) -> list[Chunk]:
         """Bytes of the body in; the chunks for the caller out. Raises what the decoder raises for
@@ -116,6 +157,7 @@ class LiveAttempt:
         self.quiet_since = now
         if self.first_chunk_at is None:
             self.first_chunk_at = now
+            self.due = Judge(self.route, self.admission, Verdict.SUCCESS)
         chunks: list[Chunk] = []
         parts = self._transcript.parts
         for piece in pieces:

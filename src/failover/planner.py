@@ -9,6 +9,9 @@ clock (every method takes `now`). A driver asks `next(now)` what to do and perfo
                           and yield the chunks it returns; report the end with `ended(attempt, now)`
                           or `failed(attempt, exc, now)`
     Judge(route, ...)     record a breaker verdict; report with `judged(judgement, now)`
+
+While an attempt streams, its first content is the provider's success verdict: when `attempt.due`
+is set after a `feed`, the driver records it and reports it with `serving(attempt, judgement, now)`.
     Done(result, last)    yield the last chunks (what a continuation's seam held back), then finish
     Raise(error)
 
@@ -25,7 +28,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from failover.attempt import AttemptTimeout, LiveAttempt, Transcript, Truncated
+from failover.attempt import AttemptTimeout, Judge, LiveAttempt, Transcript, Truncated
 from failover.errors import AllProvidersFailed, Attempt, FailoverError, RequestRejected, StreamInterrupted
 from failover.events import (
     AttemptEnded,
@@ -93,13 +96,6 @@ class Admit:
 @dataclass(frozen=True, slots=True)
 class Open:
     attempt: LiveAttempt
-
-
-@dataclass(frozen=True, slots=True)
-class Judge:
-    route: Route
-    admission: Admission
-    verdict: Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +259,11 @@ class Planner:
             return
         self._warn_unrepresented(live)
         self._live = None
-        self._ending = (live, None)
-        self._judge = Judge(live.route, live.admission, Verdict.SUCCESS)
+        if live.state is not None:  # its success was recorded at its first content
+            self._succeeded(live, now, live.state)
+        else:  # an empty answer: the end is its success
+            self._ending = (live, None)
+            self._judge = Judge(live.route, live.admission, Verdict.SUCCESS)
 
     def failed(self, live: LiveAttempt, exc: BaseException, now: float) -> None:
         """Opening the attempt or reading its body raised `exc`."""
@@ -278,7 +277,7 @@ class Planner:
         self._live = None
         self._ending = (live, failure)
         verdict = Verdict.FAILURE if failure.breaker_failure else Verdict.NONE
-        self._judge = Judge(live.route, live.admission, verdict)
+        self._judge = Judge(live.route, live.admission, verdict, decided=live.state is not None)
 
     def _failure(self, live: LiveAttempt, exc: BaseException, now: float) -> Failure:
         """The taxonomy's verdict on one attempt's failure, with what only the planner knows."""
@@ -305,6 +304,12 @@ class Planner:
             failure = Failure(ErrorClass.WRONG_FIT, "continuation_rejected", failure.message,
                               failure.status_code, None, failure.exception)
         return failure
+
+    def serving(self, live: LiveAttempt, judgement: Judgement, now: float) -> None:
+        """The success verdict of an attempt's first content was recorded."""
+        live.due = None
+        live.state = judgement.state
+        self._changes(judgement.changes)
 
     def judged(self, judgement: Judgement, now: float) -> None:
         """The verdict of the attempt that just ended was recorded."""
@@ -391,10 +396,11 @@ class Planner:
         live, judge = self._live, self._judge
         if live is not None:
             self._live = None
-            verdict = Verdict.SUCCESS if live.first_chunk_at is not None else Verdict.NONE
-            judge = Judge(live.route, live.admission, verdict)
+            if live.due is not None or live.state is None:  # a success not recorded yet, or no verdict
+                verdict = Verdict.SUCCESS if live.first_chunk_at is not None else Verdict.NONE
+                judge = Judge(live.route, live.admission, verdict)
             cancel = Failure(ErrorClass.CALLER, "cancelled", "the caller closed the stream")
-            self._record(live, now, cancel, None, cancelled=True)
+            self._record(live, now, cancel, live.state, cancelled=True)
         if self._started and self._final is None and self.attempts:
             # What is known so far, for a caller that broke off on purpose (finish_reason None).
             kept = self.transcript.served

@@ -16,9 +16,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
 from typing import Any
 
+from failover.attempt import Judge
 from failover.errors import Attempt
 from failover.events import Observer
-from failover.planner import Admit, Done, Judge, Open, Planner, Sleep
+from failover.planner import Admit, Done, Open, Planner, Sleep
 from failover.types import Chunk, Result
 
 monotonic = time.monotonic
@@ -89,7 +90,10 @@ class ChatStream(_StreamBase):
                     try:
                         body = live.route.provider.open(live.request, live.timeout, live.watch)
                         for data in body:
-                            for chunk in live.feed(data, monotonic()):
+                            chunks = live.feed(data, monotonic())
+                            if live.due is not None:  # its first content: the provider's success
+                                planner.serving(live, live.due.record(monotonic()), monotonic())
+                            for chunk in chunks:
                                 yield chunk
                                 live.resume(monotonic())
                         planner.ended(live, monotonic())
@@ -101,8 +105,7 @@ class ChatStream(_StreamBase):
                 elif isinstance(action, Admit):
                     planner.admitted(action.route.breaker.admit(monotonic()), monotonic())
                 elif isinstance(action, Judge):
-                    judgement = action.route.breaker.record(action.admission, action.verdict, monotonic())
-                    planner.judged(judgement, monotonic())
+                    planner.judged(action.record(monotonic()), monotonic())
                 elif isinstance(action, Sleep):
                     time.sleep(action.seconds)
                 elif isinstance(action, Done):
@@ -114,7 +117,7 @@ class ChatStream(_StreamBase):
             judge = planner.cancelled(monotonic())
             if judge is not None:
                 try:
-                    judge.route.breaker.record(judge.admission, judge.verdict, monotonic())
+                    judge.record(monotonic())
                 except Exception:  # the caller is leaving: its verdict is best effort
                     log.exception("failover: recording the verdict of a cancelled attempt failed")
             _report(planner, observer)
@@ -156,7 +159,10 @@ class AsyncChatStream(_StreamBase):
                     try:
                         body = await live.route.provider.aopen(live.request, live.timeout, live.watch)
                         async for data in body:
-                            for chunk in live.feed(data, monotonic()):
+                            chunks = live.feed(data, monotonic())
+                            if live.due is not None:  # its first content: the provider's success
+                                planner.serving(live, await live.due.arecord(monotonic()), monotonic())
+                            for chunk in chunks:
                                 yield chunk
                                 live.resume(monotonic())
                         planner.ended(live, monotonic())
@@ -168,8 +174,7 @@ class AsyncChatStream(_StreamBase):
                 elif isinstance(action, Admit):
                     planner.admitted(await action.route.breaker.aadmit(monotonic()), monotonic())
                 elif isinstance(action, Judge):
-                    judgement = await action.route.breaker.arecord(action.admission, action.verdict, monotonic())
-                    planner.judged(judgement, monotonic())
+                    planner.judged(await action.arecord(monotonic()), monotonic())
                 elif isinstance(action, Sleep):
                     await asyncio.sleep(action.seconds)
                 elif isinstance(action, Done):
@@ -208,12 +213,11 @@ _background: set[asyncio.Task[Any]] = set()
 def _record_later(judge: Judge) -> None:
     """A cancelled attempt's verdict, without awaiting in a task that is being cancelled: a local
     breaker records it at once (no I/O), a shared one in a task of its own."""
-    breaker = judge.route.breaker
-    if breaker.shared is None:
-        breaker.record(judge.admission, judge.verdict, monotonic())
+    if judge.route.breaker.shared is None:
+        judge.record(monotonic())
         return
     try:
-        task = asyncio.get_running_loop().create_task(breaker.arecord(judge.admission, judge.verdict, monotonic()))
+        task = asyncio.get_running_loop().create_task(judge.arecord(monotonic()))
     except RuntimeError:  # no running loop any more: the probe lease ends by its TTL
         return
     _background.add(task)

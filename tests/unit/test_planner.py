@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from failover import AllProvidersFailed, RequestRejected, StreamInterrupted
-from failover.attempt import LiveAttempt
+from failover.attempt import Judge, LiveAttempt
 from failover.config import parse_config
 from failover.errors import FailoverError
 from failover.events import AttemptEnded, AttemptStarted, BreakerChanged, ProviderSkipped
-from failover.planner import Admit, Done, Judge, Open, Planner, Raise, Route, Sleep
+from failover.planner import Admit, Done, Open, Planner, Raise, Route, Sleep
 from failover.policies.breaker import Breaker
 from failover.policies.budget import RetryBudget
 from failover.policies.retry import RetryPolicy
@@ -177,7 +177,7 @@ def drive(script: dict[str, list[Outcome]], cfg: dict[str, Any] | None = None, *
         elif isinstance(action, Admit):
             planner.admitted(action.route.breaker.admit(clock.now), clock.now)
         elif isinstance(action, Judge):
-            planner.judged(action.route.breaker.record(action.admission, action.verdict, clock.now), clock.now)
+            planner.judged(action.record(clock.now), clock.now)
         elif isinstance(action, Open):
             live: LiveAttempt = action.attempt
             opened.append((live.name, live.continuing))
@@ -185,7 +185,10 @@ def drive(script: dict[str, list[Outcome]], cfg: dict[str, Any] | None = None, *
             outcome = script[live.name].pop(0)
             for data in outcome.frames:
                 clock.now += 0.01
-                for chunk in live.feed(data, clock.now):
+                fed = live.feed(data, clock.now)
+                if live.due is not None:
+                    planner.serving(live, live.due.record(clock.now), clock.now)
+                for chunk in fed:
                     chunks.append(chunk)
                     if break_after is not None and len(chunks) >= break_after:
                         planner.cancelled(clock.now)

@@ -113,9 +113,10 @@ class RetrySettings(BaseModel):
 
 
 class BreakerSettings(BaseModel):
-    """One circuit breaker per provider. It opens when the last `fail_max` verdicts were failures
-    and at least `failure_rate` of the verdicts in the last `window` seconds were failures: a
-    provider that is down trips after `fail_max` failures, one that merely fails now and then (a
+    """One circuit breaker per provider. It opens when the last `fail_max` verdicts were failures,
+    and those failures are at least `failure_rate` of the attempts the provider was given since that
+    run of failures began (counting those still waiting for their first content then): a provider
+    that is down trips after `fail_max` failures, one that merely fails now and then under load (a
     brownout) stays closed."""
 
     model_config = SETTINGS
@@ -123,10 +124,8 @@ class BreakerSettings(BaseModel):
     fail_max: Annotated[Count, Field(ge=1, le=MAX_COUNT)] = Field(
         default=5, description="consecutive failures that open the breaker")
     failure_rate: Annotated[Number, Field(ge=0, le=1)] = Field(
-        default=0.5, description="share of failed verdicts in the last `window` seconds also needed to open it "
-        "(0: consecutive failures alone decide)")
-    window: Annotated[Seconds, Field(gt=0, le=3600)] = Field(
-        default=10.0, description="seconds of verdicts `failure_rate` looks at")
+        default=0.9, description="share of the attempts given since a run of failures began that must have failed "
+        "to open it (0: consecutive failures alone decide)")
     reset_timeout: Annotated[Seconds, Field(gt=0)] = Field(
         default=15.0, description="how long an open breaker waits before letting one probe through")
     storage: Annotated[str, Rule("`memory`, or a redis URL")] = Field(

@@ -7,11 +7,16 @@ surface only: `open()`, `half_open()`, `close()`, `current_state`, the storage's
 listener for transitions. What counts as a failure, when it trips, when the probe is due and who
 the probe is, is decided here:
 
+- **Verdicts.** An attempt's success is its first content: the provider is serving, and the stream's
+  end may be minutes away. A failure is recorded when it happens (a cut after content too).
 - **Trip rule.** It opens when the last `fail_max` verdicts were failures (pybreaker's counter) *and*
-  at least `failure_rate` of the verdicts of the last `window` seconds were failures. A provider that
-  is down trips after `fail_max` failures; one that merely fails now and then (a brownout) keeps
-  serving, because under load a run of `fail_max` failures happens by chance long before the rate
-  over the window reaches `failure_rate`. `failure_rate: 0` is the plain consecutive count.
+  those failures are at least `failure_rate` of the attempts the provider was given since that run
+  of failures began, counting the attempts that were still waiting for their first content then.
+  A provider that is down trips after `fail_max` failures (nothing else it was given is still
+  pending). Under load, a brownout produces runs of `fail_max` failures by chance, and fast failures
+  overtake the successes still on their way; but those pending attempts are in the count, so the
+  share stays near the brownout's rate and the breaker stays closed. `failure_rate: 0` is the plain
+  consecutive count.
 - **One probe.** After `reset_timeout` (on the monotonic clock, injectable for tests) exactly one
   attempt is let through (a lease that ends with its verdict, or after `probe_lease` seconds), the
   others keep skipping. Its success closes the breaker, its failure opens it again.
@@ -35,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 import pybreaker
 
 from failover.config import BreakerSettings
-from failover.policies.window import SlidingCounts
 
 if TYPE_CHECKING:
     from failover.policies.redis_store import RedisBreakerStore, SharedAdmission, SharedJudgement
@@ -43,7 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("failover.breaker")
 
 CLOSED, OPEN, HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
-_CALLS, _FAILURES = 0, 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +121,12 @@ class Breaker:
             fail_max=settings.fail_max, reset_timeout=settings.reset_timeout, name=name,
             state_storage=self._storage, throw_new_error_on_trip=False, listeners=[self._transitions])
         self._lock = threading.Lock()
-        self._window = SlidingCounts(settings.window, 2)
+        # Attempts admitted, and attempts decided (a verdict, or none), ever; and how many were decided
+        # when the current run of failures began. Those admitted since, and those still pending then,
+        # are what a run's failures are a share of.
+        self._admitted = 0
+        self._decided = 0
+        self._decided_at_run = 0
         self._opened_at = 0.0  # monotonic time of the last opening
         self._probe_lease = probe_lease  # a probe that never reports back frees its slot after this
         self._probe_until = 0.0
@@ -129,8 +137,6 @@ class Breaker:
     def update(self, settings: BreakerSettings, *, probe_lease: float, shared: RedisBreakerStore | None) -> None:
         """New settings from a config reload; the state (local and shared) is kept."""
         with self._lock:
-            if settings.window != self.settings.window:
-                self._window = SlidingCounts(settings.window, 2)
             self.settings = settings
             self._cb.fail_max = settings.fail_max
             self._cb.reset_timeout = settings.reset_timeout
@@ -161,11 +167,10 @@ class Breaker:
         return self._admit_local(now)
 
     def _admit_local(self, now: float) -> Admission:
-        if self._cb.current_state == CLOSED:
-            return ADMITTED
         with self._lock:
             state = self._cb.current_state
             if state == CLOSED:
+                self._admitted += 1
                 return ADMITTED
             if state == OPEN:
                 wait = self._opened_at + self.settings.reset_timeout - now
@@ -175,6 +180,7 @@ class Breaker:
             if self._probe_until > now:
                 return Admission(False, state=HALF_OPEN, changes=self._drain(""))
             self._probe_until = now + self._probe_lease
+            self._admitted += 1
             return Admission(True, probe=True, state=HALF_OPEN, changes=self._drain("probe due"))
 
     def _shared_admission(self, got: SharedAdmission, token: str) -> Admission:
@@ -189,65 +195,63 @@ class Breaker:
 
     # ---- verdicts
 
-    def record(self, admission: Admission, verdict: Verdict, now: float) -> Judgement:
-        """Record one attempt's verdict; the state after it and the transitions it caused."""
+    def record(self, admission: Admission, verdict: Verdict, now: float, *, decided: bool = False) -> Judgement:
+        """Record one attempt's verdict; the state after it and the transitions it caused. `decided`:
+        the attempt had a verdict already (its first content), and now failed after all."""
         shared = self.shared
-        if shared is not None and verdict is not Verdict.NONE:
-            got = shared.record(verdict is Verdict.FAILURE, admission.token, self.settings)
+        if shared is not None:
+            got = shared.record(verdict.value, decided, admission.token, self.settings)
             if got is not None:
                 return self._shared_judgement(got, admission)
-        elif shared is not None and admission.token is not None:
-            shared.release(admission.token)  # unreachable: the lease ends by its TTL
-        return self._record_local(admission, verdict, now)
+        return self._record_local(admission, verdict, now, decided)
 
-    async def arecord(self, admission: Admission, verdict: Verdict, now: float) -> Judgement:
+    async def arecord(self, admission: Admission, verdict: Verdict, now: float, *,
+                      decided: bool = False) -> Judgement:
         shared = self.shared
-        if shared is not None and verdict is not Verdict.NONE:
-            got = await shared.arecord(verdict is Verdict.FAILURE, admission.token, self.settings)
+        if shared is not None:
+            got = await shared.arecord(verdict.value, decided, admission.token, self.settings)
             if got is not None:
                 return self._shared_judgement(got, admission)
-        elif shared is not None and admission.token is not None:
-            await shared.arelease(admission.token)
-        return self._record_local(admission, verdict, now)
+        return self._record_local(admission, verdict, now, decided)
 
-    def _record_local(self, admission: Admission, verdict: Verdict, now: float) -> Judgement:
-        if verdict is Verdict.NONE:
-            self._release_probe(admission)
-            return Judgement(self._cb.current_state)
-        if (verdict is Verdict.SUCCESS and admission is ADMITTED and self.settings.failure_rate == 0
-                and self._cb.current_state == CLOSED and self._storage.counter == 0):
-            return Judgement(CLOSED)  # the common case, with nothing to count: no lock
+    def _record_local(self, admission: Admission, verdict: Verdict, now: float, decided: bool) -> Judgement:
         with self._lock:
+            if not decided:
+                self._decided += 1
+            elif verdict is Verdict.FAILURE:  # a failure after the success of its first content: one
+                self._admitted += 1          # more thing the provider was given and got wrong
+                self._decided += 1
             state = self._cb.current_state
             why = ""
             if verdict is Verdict.SUCCESS:
                 if state == CLOSED:
-                    self._storage.reset_counter()
-                    self._window.add(now, _CALLS)
+                    if self._storage.counter:
+                        self._storage.reset_counter()
                 elif state == HALF_OPEN and admission.probe:
                     self._cb.close()
-                    self._window.clear()
                     why = "the probe succeeded"
-            elif state == CLOSED:
-                self._storage.increment_counter()
-                self._window.add(now, _CALLS)
-                self._window.add(now, _FAILURES)
-                if self._trips():
+            elif verdict is Verdict.FAILURE:
+                if state == CLOSED:
+                    if self._storage.counter == 0:  # a run of failures begins, this one included
+                        self._decided_at_run = self._decided - 1
+                    self._storage.increment_counter()
+                    if self._trips():
+                        self._open(now)
+                        why = f"opened after {self._storage.counter} consecutive failures"
+                elif state == HALF_OPEN and admission.probe:
                     self._open(now)
-                    why = f"opened after {self._storage.counter} consecutive failures"
-            elif state == HALF_OPEN and admission.probe:
-                self._open(now)
-                why = "the probe failed"
-            if admission.probe:
+                    why = "the probe failed"
+            if admission.probe:  # its verdict ends the probe's lease
                 self._probe_until = 0.0
             return Judgement(self._cb.current_state, self._drain(why))
 
     def _trips(self) -> bool:
         s = self.settings
-        if self._storage.counter < s.fail_max:
+        failures = self._storage.counter
+        if failures < s.fail_max:
             return False
-        calls, failures = self._window.totals
-        return s.failure_rate == 0 or (calls > 0 and failures / calls >= s.failure_rate)
+        given = self._admitted - self._decided_at_run  # pending when the run began, or admitted since
+        return failures >= s.failure_rate * given
 
     def _open(self, now: float) -> None:
         self._opened_at = now

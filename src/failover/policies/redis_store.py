@@ -23,7 +23,9 @@ Key layout (`<prefix>` is `failover:<namespace>:<provider>`):
 
     <prefix>:state         closed | open | half-open (missing: closed)
     <prefix>:fail_counter  consecutive failures while closed
-    <prefix>:window        hash of per-slot counts: "<slot>:c" verdicts, "<slot>:f" failures
+    <prefix>:admitted      attempts admitted, ever       } a run of failures is a share of the
+    <prefix>:decided       attempts decided, ever        } attempts admitted since it began or
+    <prefix>:decided_at_run  decided when the run began  } still pending then (policies/breaker.py)
     <prefix>:opened_at     Redis server time in ms when it last opened
     <prefix>:probe         the probe lease: a token, with a TTL of the provider's timeouts.total
     <prefix>:trips         how many times it opened (a trip, or a failed probe): for operators
@@ -56,7 +58,6 @@ KEY_ROOT = "failover"
 RECONNECT_INTERVAL = 1.0  # seconds between two tries of an unreachable Redis
 REMIND_INTERVAL = 300.0  # an outage that lasts is logged again at most this often
 SOCKET_TIMEOUT = 0.25  # seconds; a URL's ?socket_timeout= / ?socket_connect_timeout= wins
-SLOTS = 10  # slots of the failure-rate window, as in policies/window.py
 
 REDIS_MISSING = "breaker.storage is a Redis URL but the redis package is not installed: pip install 'failover[redis]'"
 
@@ -94,49 +95,35 @@ def key_prefix(namespace: str, provider: str) -> str:
 
 _NOW_MS = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
 
-# KEYS: state, opened_at, probe. ARGV: reset_timeout ms, lease ms, token.
+# KEYS: state, opened_at, probe, admitted. ARGV: reset_timeout ms, lease ms, token.
 # -> {state, ms until a probe is due (open) or the lease ends (half-open), 1 if this caller is the probe}
 ADMIT = _NOW_MS + """
 local state = redis.call('GET', KEYS[1]) or 'closed'
-if state == 'closed' then return {'closed', 0, 0} end
+if state == 'closed' then redis.call('INCR', KEYS[4]) return {'closed', 0, 0} end
 if state == 'open' then
   local wait = tonumber(redis.call('GET', KEYS[2]) or '0') + tonumber(ARGV[1]) - now
   if wait > 0 then return {'open', wait, 0} end
   redis.call('SET', KEYS[1], 'half-open')
 end
-if redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ARGV[2]) then return {'half-open', 0, 1} end
+if redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ARGV[2]) then
+  redis.call('INCR', KEYS[4])
+  return {'half-open', 0, 1}
+end
 return {'half-open', math.max(redis.call('PTTL', KEYS[3]), 0), 0}
 """
 
-# Was this caller the probe? Its lease is released either way.
-_MINE = """
+# KEYS: state, fail_counter, probe, opened_at, trips, admitted, decided, decided_at_run.
+# ARGV: token, verdict (success | failure | none), 1 if the attempt was decided before, fail_max, failure_rate.
+# -> {state after, consecutive failures, 1 if this verdict opened the breaker}
+RECORD = _NOW_MS + """
 local mine = ARGV[1] ~= '' and redis.call('GET', KEYS[3]) == ARGV[1]
 if mine then redis.call('DEL', KEYS[3]) end
-"""
-
-# Add one verdict to the window (KEYS[6]) and return its totals: calls, failures.
-# ARGV: [2] 1 for a failure, [5] window ms, [6] slot ms.
-_WINDOW = """
-local slot = math.floor(now / tonumber(ARGV[6]))
-redis.call('HINCRBY', KEYS[6], slot .. ':c', 1)
-if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[6], slot .. ':f', 1) end
-local oldest = slot - math.floor(tonumber(ARGV[5]) / tonumber(ARGV[6])) + 1
-local calls, failures = 0, 0
-local fields = redis.call('HGETALL', KEYS[6])
-for i = 1, #fields, 2 do
-  local s, kind = string.match(fields[i], '^(-?%d+):(%a)$')
-  if s == nil or tonumber(s) < oldest then
-    redis.call('HDEL', KEYS[6], fields[i])
-  elseif kind == 'c' then calls = calls + tonumber(fields[i + 1])
-  else failures = failures + tonumber(fields[i + 1]) end
+if ARGV[3] ~= '1' then
+  redis.call('INCR', KEYS[7])
+elseif ARGV[2] == 'failure' then
+  redis.call('INCR', KEYS[6])
+  redis.call('INCR', KEYS[7])
 end
-redis.call('PEXPIRE', KEYS[6], tonumber(ARGV[5]) * 2)
-"""
-
-# KEYS: state, fail_counter, probe, opened_at, trips, window.
-# ARGV: token, 1 failure | 0 success, fail_max, failure_rate, window ms, slot ms.
-# -> {state after, consecutive failures, 1 if this verdict opened the breaker}
-RECORD = _NOW_MS + _MINE + """
 local state = redis.call('GET', KEYS[1]) or 'closed'
 local count = tonumber(redis.call('GET', KEYS[2]) or '0')
 local function open()
@@ -144,30 +131,27 @@ local function open()
   redis.call('SET', KEYS[4], now)
   redis.call('INCR', KEYS[5])
 end
+if ARGV[2] == 'none' then return {state, count, 0} end
 if state == 'half-open' and mine then
-  if ARGV[2] == '1' then open() return {'open', count, 1} end
+  if ARGV[2] == 'failure' then open() return {'open', count, 1} end
   redis.call('SET', KEYS[1], 'closed')
   redis.call('SET', KEYS[2], 0)
-  redis.call('DEL', KEYS[6])
   return {'closed', 0, 0}
 end
 if state ~= 'closed' then return {state, count, 0} end
-""" + _WINDOW + """
-if ARGV[2] ~= '1' then
+if ARGV[2] == 'success' then
   if count ~= 0 then redis.call('SET', KEYS[2], 0) end
   return {'closed', 0, 0}
 end
+if count == 0 then redis.call('SET', KEYS[8], tonumber(redis.call('GET', KEYS[7]) or '1') - 1) end
 count = redis.call('INCR', KEYS[2])
-local rate = tonumber(ARGV[4])
-if count >= tonumber(ARGV[3]) and (rate == 0 or (calls > 0 and failures / calls >= rate)) then
+local given = tonumber(redis.call('GET', KEYS[6]) or '0') - tonumber(redis.call('GET', KEYS[8]) or '0')
+if count >= tonumber(ARGV[4]) and count >= tonumber(ARGV[5]) * given then
   open()
   return {'open', count, 1}
 end
 return {'closed', count, 0}
 """
-
-# KEYS: state, fail_counter, probe. ARGV: token.
-RELEASE = _MINE + "return 1"
 
 # KEYS: state, fail_counter, opened_at, probe, trips. ARGV: reset_timeout ms.
 # -> {state, failures, ms until a probe is due, probe lease ms left (-2: none), trips, opened_at ms}
@@ -180,7 +164,7 @@ return {state, tonumber(redis.call('GET', KEYS[2]) or '0'), wait, redis.call('PT
         tonumber(redis.call('GET', KEYS[5]) or '0'), opened}
 """
 
-_SCRIPTS = {"admit": ADMIT, "record": RECORD, "release": RELEASE, "snapshot": SNAPSHOT}
+_SCRIPTS = {"admit": ADMIT, "record": RECORD, "snapshot": SNAPSHOT}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,9 +370,9 @@ class RedisBreakerStore:
         self.link = link
         self.prefix = prefix
         k = self._key
-        self._admit_keys = [k("state"), k("opened_at"), k("probe")]
-        self._record_keys = [k("state"), k("fail_counter"), k("probe"), k("opened_at"), k("trips"), k("window")]
-        self._release_keys = [k("state"), k("fail_counter"), k("probe")]
+        self._admit_keys = [k("state"), k("opened_at"), k("probe"), k("admitted")]
+        self._record_keys = [k("state"), k("fail_counter"), k("probe"), k("opened_at"), k("trips"), k("admitted"),
+                             k("decided"), k("decided_at_run")]
         self._snapshot_keys = [k("state"), k("fail_counter"), k("opened_at"), k("probe"), k("trips")]
 
     def _key(self, field: str) -> str:
@@ -419,26 +403,22 @@ class RedisBreakerStore:
     # verdicts
 
     @staticmethod
-    def _record_args(failure: bool, token: str | None, settings: BreakerSettings) -> list[Any]:
-        window = max(SLOTS, _ms(settings.window))
-        return [token or "", int(failure), settings.fail_max, settings.failure_rate, window, max(1, window // SLOTS)]
+    def _record_args(verdict: str, decided: bool, token: str | None, settings: BreakerSettings) -> list[Any]:
+        return [token or "", verdict, int(decided), settings.fail_max, settings.failure_rate]
 
     @staticmethod
     def _judgement(got: Any) -> SharedJudgement | None:
         return None if got is None else SharedJudgement(_text(got[0]), int(got[1]), bool(got[2]))
 
-    def record(self, failure: bool, token: str | None, settings: BreakerSettings) -> SharedJudgement | None:
-        return self._judgement(self.link.run("record", self._record_keys, self._record_args(failure, token, settings)))
+    def record(self, verdict: str, decided: bool, token: str | None,
+               settings: BreakerSettings) -> SharedJudgement | None:
+        args = self._record_args(verdict, decided, token, settings)
+        return self._judgement(self.link.run("record", self._record_keys, args))
 
-    async def arecord(self, failure: bool, token: str | None, settings: BreakerSettings) -> SharedJudgement | None:
-        args = self._record_args(failure, token, settings)
+    async def arecord(self, verdict: str, decided: bool, token: str | None,
+                      settings: BreakerSettings) -> SharedJudgement | None:
+        args = self._record_args(verdict, decided, token, settings)
         return self._judgement(await self.link.arun("record", self._record_keys, args))
-
-    def release(self, token: str) -> None:
-        self.link.run("release", self._release_keys, [token])
-
-    async def arelease(self, token: str) -> None:
-        await self.link.arun("release", self._release_keys, [token])
 
     # reading
 
