@@ -66,8 +66,9 @@ class Worker:
         """`threads` threads each record `failures` failures on one shared breaker, all at `start`.
         Returns how many verdicts of this process opened it."""
         link = RedisLink(url)
-        breaker = Breaker("hammered", BreakerSettings(fail_max=fail_max, reset_timeout=60), probe_lease=10,
-                          shared=RedisBreakerStore(link, prefix))
+        # failure_rate 0: the count alone trips it, so "no overshoot" means exactly fail_max
+        settings = BreakerSettings(fail_max=fail_max, failure_rate=0, reset_timeout=60)
+        breaker = Breaker("hammered", settings, probe_lease=10, shared=RedisBreakerStore(link, prefix))
 
         def work() -> None:
             for _ in range(failures):
