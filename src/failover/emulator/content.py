@@ -69,7 +69,7 @@ def tool_calls(calls: Sequence[tuple[str, Mapping[str, Any] | str]] | None) -> t
         raise ValueError("tool_calls needs at least one (name, arguments) pair, or None for an automatic call")
     out = []
     for i, call in enumerate(calls):
-        if not (isinstance(call, tuple) and len(call) == 2 and isinstance(call[0], str) and call[0]
+        if not (isinstance(call, tuple | list) and len(call) == 2 and isinstance(call[0], str) and call[0]
                 and isinstance(call[1], (str, Mapping))):
             raise ValueError(f"tool_calls[{i}] must be a (name, arguments) pair with arguments a dict or a JSON "
                              f"string, not {call!r}")
