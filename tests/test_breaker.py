@@ -13,7 +13,7 @@ from failover import AllProvidersFailed
 from failover.emulator import steps
 from failover.policies.breaker import Verdict
 
-BREAKER = {"fail_max": 2, "reset_timeout": 0.5}
+BREAKER = {"fail_max": 2, "reset_timeout": 0.5, "probe": "request"}  # a caller's request is the probe
 
 
 def test_breaker_opens_skips_probes_once_and_closes(emu, kind):

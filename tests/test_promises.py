@@ -177,7 +177,7 @@ def test_the_same_malformed_event_at_the_same_place_is_not_tried_a_third_time(em
 def test_a_failed_probe_moves_on_at_once(emu, kind):
     primary, fallback = emu[kind], emu[OTHER[kind]]
     primary.down_for(60, steps.server_error(503))
-    breaker = {"fail_max": 1, "reset_timeout": 0.2}
+    breaker = {"fail_max": 1, "reset_timeout": 0.2, "probe": "request"}  # the caller's request is the probe
     with make_router(primary, fallback, breaker=breaker,
                      retry={"initial_backoff": 0.5, "max_backoff": 0.5}) as router:
         run_sync(router)

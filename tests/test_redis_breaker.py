@@ -123,7 +123,7 @@ def test_exactly_one_probe_in_flight_across_processes(emu, kind, fleet, redis_se
     primary, fallback = emu[kind], emu[OTHER[kind]]
     ns = unique()
     fleet.ask_all("router", "probe", fleet_config(primary, fallback, redis_server.url, ns,
-                                                  fail_max=1, reset_timeout=0.4))
+                                                  fail_max=1, reset_timeout=0.4, probe="request"))
     primary.down_for(60, steps.server_error(503))
     assert fleet.ask(0, "calls", "probe")[0]["served"] == "fallback"
     tripped_at = time.time()
@@ -376,3 +376,26 @@ def test_async_admission_and_verdicts_use_redis_without_blocking_the_loop(redis_
     assert state == "open" and not allowed
     assert ticks > 3  # the loop kept running while the three round trips were in flight
     assert redis_server.client().get(f"{prefix}:state") == "open"
+
+
+def test_one_background_probe_for_the_whole_fleet(emu, kind, fleet, redis_server):
+    primary, fallback = emu[kind], emu[OTHER[kind]]
+    ns = unique()
+    fleet.ask_all("router", "bg", fleet_config(primary, fallback, redis_server.url, ns, fail_max=1,
+                                               reset_timeout=0.4))
+    primary.down_for(60, steps.server_error(503))
+    assert fleet.ask(0, "calls", "bg")[0]["served"] == "fallback"
+    tripped_at = time.time()
+    primary.reset()  # recovered
+    threads = 4
+    start = max(time.time() + 0.3, tripped_at + 0.5)
+    results = [r for per_process in fleet.ask_all("calls", "bg", threads, start) for r in per_process]
+    assert [r["served"] for r in results] == ["fallback"] * (PROCESSES * threads)  # no caller was the probe
+    deadline = time.monotonic() + 3
+    db = redis_server.client()
+    while db.get(f"failover:{ns}:primary:state") != "closed" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert db.get(f"failover:{ns}:primary:state") == "closed"
+    assert len(primary.requests) == 1 and primary.requests[0].body["max_tokens"] == 1  # one probe, fleet-wide
+    again = fleet.ask_all("calls", "bg")
+    assert [r[0]["served"] for r in again] == ["primary"] * PROCESSES

@@ -329,7 +329,7 @@ def test_failover_to_the_next_provider(otel, emu, kind, call):
 def test_breaker_skip_and_probe(otel, emu, kind, caplog):
     primary, fallback = emu[kind], emu[OTHER[kind]]
     primary.script(steps.quota())
-    with router(primary, fallback, breaker={"fail_max": 1, "reset_timeout": 0.3}) as r:
+    with router(primary, fallback, breaker={"fail_max": 1, "reset_timeout": 0.3, "probe": "request"}) as r:
         run_sync(r)  # the quota error opens primary's breaker
         opened = run_sync(r)  # primary skipped without a request
         assert opened.summary()[0] == ("primary", "skipped", "skipped")

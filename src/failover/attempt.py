@@ -9,17 +9,22 @@ failed attempt means.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from failover.errors import Attempt, Outcome
+from failover.outcome import summary
 from failover.policies.breaker import Admission, Judgement, Verdict
+from failover.policies.classify import ErrorClass, Failure, classify
 from failover.policies.resume import Seam
 from failover.policies.timeouts import TOTAL, Watch
+from failover.providers.base import Fault
 from failover.types import Chunk, ToolCallDelta
 
 if TYPE_CHECKING:
     from failover.planner import Route
     from failover.providers.base import CallTimeout, Decoder, Piece
+    from failover.redact import Scrubber
     from failover.request import Request
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +41,6 @@ class Judge:
 
     async def arecord(self, now: float) -> Judgement:
         return await self.route.breaker.arecord(self.admission, self.verdict, now, decided=self.decided)
-
 
 
 _NO_CHUNKS: list[Chunk] = []  # returned (never modified) when bytes complete no text
@@ -98,6 +102,8 @@ class LiveAttempt:
         "discard",
         "due",
         "first_chunk_at",
+        "hedge",
+        "index",
         "model",
         "name",
         "number",
@@ -109,14 +115,16 @@ class LiveAttempt:
         "started",
         "started_wall",
         "state",
+        "stopped",
         "timeout",
         "watch",
     )
 
-    def __init__(self, transcript: Transcript, route: Route, number: int, admission: Admission, request: Request,
-                 timeout: CallTimeout, watch: Watch, now: float, backoff: float) -> None:
+    def __init__(self, transcript: Transcript, route: Route, index: int, number: int, admission: Admission,
+                 request: Request, timeout: CallTimeout, watch: Watch, now: float, backoff: float) -> None:
         self._transcript = transcript
         self.route = route
+        self.index = index  # the route's place in the call's chain
         self.name, self.model = route.provider.name, route.provider.model
         self.number = number
         self.admission = admission
@@ -136,6 +144,8 @@ class LiveAttempt:
         self.delivered = False  # text of this attempt reached the caller
         self.due: Judge | None = None  # the success verdict of its first content, for the driver to record
         self.state: str | None = None  # the breaker's state after that verdict
+        self.hedge = False  # started because another attempt was slow to send content
+        self.stopped = False  # the planner is done with it: a driver drops what it still reads
 
     def feed(self, data: bytes, now: float) -> list[Chunk]:
         """Bytes of the body in; the chunks for the caller out. Raises what the decoder raises for
@@ -198,3 +208,46 @@ class LiveAttempt:
         transcript.served.clear()
         transcript.tool_calls = bool(tool_calls)
         return Chunk(text, self.name, self.model, restart=True, discard=self.discard, tool_calls=tool_calls)
+
+    # ---- how it ended, as the taxonomy and the record see it
+
+    def failure(self, exc: BaseException, now: float, scrubber: Scrubber) -> Failure:
+        """The taxonomy's verdict on this attempt's failure, with what only the attempt knows: which of
+        its deadlines cut it, how long it was quiet before a cut, whether it was a continuation."""
+        scrubber.scrub_exception(exc)  # before it is chained, logged or shown anywhere
+        watch = self.watch
+        if watch.fired is not None:
+            timeout = AttemptTimeout(watch.fired, watch.seconds(watch.fired))
+            timeout.__cause__ = exc
+            silent = ErrorClass.SILENT if watch.fired != TOTAL else ErrorClass.TRANSIENT
+            return Failure(silent, f"timeout_{watch.fired}", str(timeout), exception=timeout)
+        fault = Fault("cut", str(exc)) if isinstance(exc, Truncated) else self.route.provider.fault(exc)
+        failure = classify(replace(fault, message=summary(scrubber.scrub(fault.message))), exc)
+        if failure.error_type == "cut":
+            # A stream that went quiet for more than half its allowance and was then closed is a
+            # stall (next provider), not a cut to retry on the same provider.
+            quiet = now - self.quiet_since
+            allowance = watch.idle if watch.got_content else watch.settings.first_token
+            if quiet > allowance / 2:
+                failure = Failure(ErrorClass.SILENT, "stalled",
+                                  f"no content for {quiet:.1f}s, then the connection was closed", exception=exc)
+        if self.continuing and failure.error_class is ErrorClass.REJECTED:
+            # The provider refused our continuation (an assistant prefill, say): a failure of this
+            # attempt, never the final error that would hide the original cut.
+            failure = Failure(ErrorClass.WRONG_FIT, "continuation_rejected", failure.message,
+                              failure.status_code, None, failure.exception)
+        return failure
+
+    def record(self, now: float, failure: Failure | None, state: str | None, *, outcome: Outcome | None = None,
+               retry_refused: str | None = None) -> Attempt:
+        first = None if self.first_chunk_at is None else self.first_chunk_at - self.started
+        return Attempt(
+            provider=self.name, model=self.model, number=self.number,
+            outcome=outcome or ("ok" if failure is None else "error"),
+            error_type=failure.error_type if failure else None,
+            status_code=failure.status_code if failure else None,
+            message=failure.message if failure else None,
+            retry_after=failure.retry_after if failure else None,
+            started_at=self.started_wall, duration_s=now - self.started, first_chunk_s=first,
+            backoff_s=self.backoff, error_class=failure.error_class.value if failure else None,
+            breaker_state=state, retry_refused=retry_refused, hedge=self.hedge)

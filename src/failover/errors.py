@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-Outcome = Literal["ok", "error", "skipped"]
+Outcome = Literal["ok", "error", "skipped", "hedged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +34,22 @@ class Attempt:
     # Why a retry on this provider was refused although the retry policy allowed one: "budget" (the
     # provider's retry budget was spent, see docs/fleet.md); the call failed over instead.
     retry_refused: str | None = None
+    # A hedge: started because the attempt before it was slow to send content. Outcome "hedged": it
+    # lost the race to the other one and was cancelled (no breaker verdict, not a failure).
+    hedge: bool = False
 
     def line(self) -> str:
         """One human line: what the demo and the CLI print for each attempt."""
         where = f"{self.provider}#{self.number}" if self.number else self.provider
+        if self.hedge:
+            where += " (hedge)"
         parts = [f"{where:<14}", f"{self.outcome:<7}"]
         if self.outcome == "ok":
             parts.append(f"first chunk {self.first_chunk_s:.3f}s" if self.first_chunk_s is not None else "")
         elif self.outcome == "skipped":
             parts.append(self.message or "")
+        elif self.outcome == "hedged":
+            parts.append("cancelled: the other attempt sent content first")
         else:
             reason = self.error_type or ""
             if self.status_code:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from failover.errors import Attempt
     from failover.planner import Route
-    from failover.policies.breaker import Change
+    from failover.policies.breaker import Change, Judgement
     from failover.policies.classify import Failure
     from failover.providers.base import Decoder
     from failover.request import Request
@@ -38,6 +38,7 @@ class AttemptStarted:
     backoff_s: float  # slept before it
     previous: Failure | None  # why the attempt before it failed
     probe: bool  # the half-open breaker's probe
+    hedge: bool = False  # started because the attempt before it was slow to send content
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +61,23 @@ class BreakerChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeEnded:
+    """A background probe ended (outside any call; see failover.probe)."""
+
+    route: Route
+    error_type: str | None  # None: the provider answered
+    judgement: Judgement  # the breaker after its verdict
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     result: Result | None
     error: BaseException | None
     cancelled: bool = False
 
 
-Event = CallStarted | AttemptStarted | AttemptEnded | ProviderSkipped | BreakerChanged | CallEnded
+Event = CallStarted | AttemptStarted | AttemptEnded | ProviderSkipped | BreakerChanged | CallEnded | ProbeEnded
 
 
 class Observer:

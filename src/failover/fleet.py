@@ -22,6 +22,7 @@ from failover.errors import ConfigError
 from failover.planner import Route
 from failover.policies.breaker import Breaker
 from failover.policies.budget import RetryBudget
+from failover.policies.hedge import FirstChunks
 from failover.policies.retry import RetryPolicy
 from failover.providers import check_params, make_provider
 from failover.request import CAPABILITIES
@@ -85,7 +86,8 @@ class RouteBuilder:
                         budget = RetryBudget(p.retry.budget)
                     else:
                         budget.update(p.retry.budget)
-                routes.append(Route(provider, p, RetryPolicy(p.retry), breaker, budget, capabilities(p)))
+                first_chunks = prev.first_chunks if prev is not None and prev.first_chunks else FirstChunks()
+                routes.append(Route(provider, p, RetryPolicy(p.retry), breaker, budget, capabilities(p), first_chunks))
             kept = {id(r.provider) for r in routes}
             # Calls in flight may still stream through a retired client: it is closed with the router.
             self._retired.extend(r.provider for r in previous if id(r.provider) not in kept)

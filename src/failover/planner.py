@@ -5,19 +5,23 @@ clock (every method takes `now`). A driver asks `next(now)` what to do and perfo
 
     Sleep(seconds)        wait (a backoff, or a Retry-After)
     Admit(route)          ask the route's breaker; report with `admitted(admission, now)`
-    Open(attempt)         send the attempt's request; feed its body to `attempt.feed(bytes, now)`
-                          and yield the chunks it returns; report the end with `ended(attempt, now)`
-                          or `failed(attempt, exc, now)`
+    Open(attempt, race)   send the attempt's request; feed its body to `attempt.feed(bytes, now)` and
+                          yield the chunks it returns; report the end with `ended(attempt, now)` or
+                          `failed(attempt, exc, now)`. With `race`, read it alongside other attempts
+                          (a hedge may start) and ask `next` again after each block
+    Read(until)           the attempts opened with `race` go on: wait for the next block or end of
+                          one of them, or until `until` (a hedge is due), then ask `next` again
+    Cancel(attempt)       stop it now, closing its connection (it lost a hedge race)
     Judge(route, ...)     record a breaker verdict; report with `judged(judgement, now)`
-
-While an attempt streams, its first content is the provider's success verdict: when `attempt.due`
-is set after a `feed`, the driver records it and reports it with `serving(attempt, judgement, now)`.
+    Probe(route, ...)     start the breaker's background probe (failover.probe); do not wait for it
     Done(result, last)    yield the last chunks (what a continuation's seam held back), then finish
     Raise(error)
 
-and hands `take_events()` to its observers. The policies compose in a visible order: the call's
-deadline ⊃ failover over the chain ⊃ retry on one provider ⊃ its breaker ⊃ the attempt's timeouts.
-Every decision is here, so both drivers share one loop body and decide nothing.
+While an attempt streams, its first content is the provider's success verdict: when `attempt.due`
+is set after a `feed`, the driver records it and reports it with `serving(attempt, judgement, now)`.
+The driver hands `take_events()` to its observers. The policies compose in a visible order: the
+call's deadline ⊃ failover over the chain (and hedging) ⊃ retry on one provider ⊃ its breaker ⊃ the
+attempt's timeouts. Every decision is here, so both drivers share one loop body and decide nothing.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass, replace
+from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from failover.attempt import AttemptTimeout, Judge, LiveAttempt, Transcript, Truncated
-from failover.errors import AllProvidersFailed, Attempt, FailoverError, RequestRejected, StreamInterrupted
+from failover import outcome
+from failover.attempt import Judge, LiveAttempt, Transcript, Truncated
+from failover.errors import Attempt, FailoverError, RequestRejected
 from failover.events import (
     AttemptEnded,
     AttemptStarted,
@@ -40,13 +46,14 @@ from failover.events import (
     ProviderSkipped,
 )
 from failover.policies.breaker import CLOSED, Admission, Judgement, Verdict
-from failover.policies.classify import ErrorClass, Failure, classify
+from failover.policies.classify import ErrorClass, Failure
+from failover.policies.hedge import FirstChunks, hedge_delay
 from failover.policies.resume import Seam, continuation
-from failover.policies.timeouts import TOTAL, Watch
-from failover.providers.base import CallTimeout, Fault
+from failover.policies.timeouts import Watch
+from failover.providers.base import CallTimeout
 from failover.redact import Scrubber
 from failover.request import CAPABILITIES, IMAGES, JSON_SCHEMA, TOOLS
-from failover.types import Chunk, Result, Usage
+from failover.types import Chunk, Result
 
 if TYPE_CHECKING:
     from failover.config import ProviderConfig
@@ -60,8 +67,12 @@ log = logging.getLogger("failover")
 
 # One generator for every call: seeding a new one from os.urandom costs ~10 µs and 2.5 KiB a call.
 _RNG = random.Random()
-_SUMMARY = 200  # characters of a provider's message kept in an Attempt
 _warned_kinds: set[tuple[str, str]] = set()
+_NEEDS = {TOOLS: "tools", IMAGES: "images", JSON_SCHEMA: "a JSON schema output"}
+# Params that make the answer structured (JSON, tool calls): such an answer is never stitched from
+# two generations, because a seam inside JSON or a tool call's arguments breaks it silently.
+STRUCTURED_PARAMS = frozenset({"response_format", "tools", "tool_choice", "functions", "output_format",
+                               "output_config"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,7 @@ class Route:
     breaker: Breaker
     budget: RetryBudget | None = None  # the provider's retry budget, shared by the router's calls
     capabilities: frozenset[str] = frozenset(CAPABILITIES)  # what requests it can take (DESIGN §2)
+    first_chunks: FirstChunks | None = None  # its recent first-chunk times (hedge: after: auto)
 
     @property
     def name(self) -> str:
@@ -96,6 +108,23 @@ class Admit:
 @dataclass(frozen=True, slots=True)
 class Open:
     attempt: LiveAttempt
+    race: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    until: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    attempt: LiveAttempt
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    route: Route
+    admission: Admission
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +138,7 @@ class Raise:
     error: FailoverError
 
 
-Action = Sleep | Admit | Open | Judge | Done | Raise
+Action = Sleep | Admit | Open | Read | Cancel | Judge | Probe | Done | Raise
 
 
 # ---- the planner ------------------------------------------------------------------------------
@@ -132,15 +161,19 @@ class Planner:
         self._started = False
         self._ended = False  # CallEnded was emitted
         self._final: Done | Raise | None = None
-        self._index = 0
+        self._index = 0  # the route attempts are made on (retries, failover); a hedge moves it on
         self._made = 0  # attempts made on routes[_index]
         self._not_before = now
         self._backoff = 0.0
-        self._asking: Route | None = None  # Admit(route) was returned; waiting for `admitted`
-        self._admitted: tuple[Route, Admission] | None = None
-        self._live: LiveAttempt | None = None
-        self._judge: Judge | None = None  # a verdict to record before anything else
-        self._ending: tuple[LiveAttempt, Failure | None] | None = None  # the attempt the verdict is for
+        self._asking: tuple[Route, int, bool] | None = None  # Admit(route) returned: (route, index, hedge)
+        self._admitted: tuple[Route, int, bool, Admission] | None = None
+        self._live: list[LiveAttempt] = []
+        # Actions to hand out before anything else, in order. A Judge stays until `judged`; its entry
+        # says which attempt it is for and how that attempt ended (None: a success; a loser: "hedged").
+        self._pending: deque[tuple[Judge | Cancel | Probe, LiveAttempt | None, Failure | str | None]] = deque()
+        self._hedge_at: float | None = None  # when to start a hedge (None: no hedge is due)
+        self._hedge_from = 0  # the first route index a hedge may go to
+        self._hedges = 0  # hedges started in this call
         self._last_failure: Failure | None = None
         self._last_place: tuple[str, int] | None = None  # (error_type, place) of the last failure here
         self._cut: Failure | None = None  # the failure that first broke a stream with text delivered
@@ -151,44 +184,73 @@ class Planner:
     # ---- what to do next
 
     def next(self, now: float) -> Action:
-        if self._judge is not None:
-            return self._judge
+        if self._pending:
+            action = self._pending[0][0]
+            if not isinstance(action, Judge):
+                self._pending.popleft()  # performed without a report
+            return action
         if self._final is not None:
             return self._final
         if not self._started:
             self._started = True
             self._events.append(CallStarted(self.request, tuple(r.name for r in self.routes)))
-        if self._live is not None or self._asking is not None:
-            raise RuntimeError("the planner is waiting for the result of its last action")
+        if self._asking is not None:
+            raise RuntimeError("the planner is waiting for the result of an Admit")
         if self._admitted is not None:
-            route, admission = self._admitted
+            route, index, hedge, admission = self._admitted
             self._admitted = None
-            return self._open(route, admission, now)
+            return self._open(route, index, admission, now, hedge)
+        if self._live:
+            return self._racing(now)
         if now >= self._deadline:
-            return self._raise(self._give_up(f"call deadline of {self._deadline - self._start:g}s reached"))
+            return self._raise(outcome.given_up(f"call deadline of {self._deadline - self._start:g}s reached",
+                                                self.transcript, self.attempts, self._cut, self._last_failure))
         if now < self._not_before:
             return Sleep(self._not_before - now)
         while self._index < len(self.routes):
             route = self.routes[self._index]
             skip = self._skip_reason(route, now)
             if skip is None:
-                self._asking = route
+                self._asking = (route, self._index, False)
                 return Admit(route)
             self._skipped(route, *skip)
             self._next_route()
-        return self._raise(self._give_up(None))
+        return self._raise(outcome.given_up(None, self.transcript, self.attempts, self._cut, self._last_failure))
+
+    def _racing(self, now: float) -> Action:
+        """Attempts are live (in a race): start a hedge when one is due, else read on."""
+        if self._hedge_at is None or now < self._hedge_at:
+            return Read(self._hedge_at)
+        while self._hedge_from < len(self.routes):  # the next eligible provider
+            index = self._hedge_from
+            self._hedge_from += 1
+            route = self.routes[index]
+            skip = self._skip_reason(route, now)
+            if skip is None:
+                self._asking = (route, index, True)
+                return Admit(route)
+            self._skipped(route, *skip)
+        self._hedge_at = None  # nowhere to hedge to
+        return Read(None)
 
     def admitted(self, admission: Admission, now: float) -> None:
-        route = self._asking
-        if route is None:
+        if self._asking is None:
             raise RuntimeError("admitted() without an Admit action")
+        route, index, hedge = self._asking
         self._asking = None
-        if admission.allowed:
-            self._admitted = (route, admission)
+        if admission.allowed and admission.probe and route.config.breaker.probe == "background":
+            # The probe is a tiny request of the router's own, not this caller's.
+            self._pending.append((Probe(route, admission), None, None))
+            self._changes(admission.changes)
+            self._skipped(route, "breaker_half_open", "breaker half-open, probing in the background")
+        elif admission.allowed:
+            self._admitted = (route, index, hedge, admission)
             return
-        self._changes(admission.changes)
-        self._skipped(route, admission.code, admission.reason())
-        self._next_route()
+        else:
+            self._changes(admission.changes)
+            self._skipped(route, admission.code, admission.reason())
+        if not hedge:
+            self._next_route()
 
     def _skip_reason(self, route: Route, now: float) -> tuple[str, str] | None:
         if route.config.missing_env:
@@ -201,7 +263,11 @@ class Planner:
             return "deadline", "its total deadline has passed"
         return None
 
-    def _open(self, route: Route, admission: Admission, now: float) -> Open:
+    def _open(self, route: Route, index: int, admission: Admission, now: float, hedge: bool) -> Open:
+        if hedge:  # the call goes on from the hedge's provider unless the attempt it hedges wins
+            self._hedges += 1
+            self._hedge_at = None  # this hedge answers the one that was due; it may plan its own
+            self._index, self._made, self._backoff = index, 0, 0.0
         self._made += 1
         if self._made == 1 and route.budget is not None:
             route.budget.request(now)  # a first attempt: what the retry budget is a share of
@@ -210,7 +276,9 @@ class Planner:
         watch = Watch(t, now + t.first_token, hard)
         timeout = CallTimeout(connect=max(0.001, min(t.connect, watch.deadline - now)), total=max(0.001, hard - now))
         request = self.request
-        live = LiveAttempt(self.transcript, route, self._made, admission, request, timeout, watch, now, self._backoff)
+        live = LiveAttempt(self.transcript, route, index, self._made, admission, request, timeout, watch, now,
+                           self._backoff)
+        live.hedge = hedge
         if self.transcript.delivered:
             delivered = self.transcript.text
             if self._midstream() == "restart":
@@ -222,12 +290,25 @@ class Planner:
                 live.request = continuation(request, delivered, prefill=route.config.supports_prefill,
                                             prompt=route.config.continue_prompt)
                 live.seam = Seam(delivered)
-        self._live = live
+        self._live.append(live)
         self._events.append(AttemptStarted(route, self._made, live.request, live.continuing, self._backoff,
-                                           self._last_failure, admission.probe))
+                                           self._last_failure, admission.probe, hedge))
         self._changes(admission.changes)
         self._backoff = 0.0
-        return Open(live)
+        return Open(live, race=self._plan_hedge(live, now) or len(self._live) > 1)
+
+    def _plan_hedge(self, live: LiveAttempt, now: float) -> bool:
+        """Set when to hedge this attempt; False when it will not be hedged."""
+        settings = live.route.config.hedge
+        if (settings is None or self.transcript.delivered or live.continuing or self._hedges >= settings.max
+                or live.index + 1 >= len(self.routes)):
+            if len(self._live) == 1:
+                self._hedge_at = None
+            return False
+        first_chunks = live.route.first_chunks or FirstChunks()
+        self._hedge_at = now + hedge_delay(settings, first_chunks, live.route.config.timeouts.first_token)
+        self._hedge_from = max(self._hedge_from, live.index + 1)
+        return True
 
     def _midstream(self) -> str:
         """The mode of the provider whose stream broke. A structured answer (JSON output, tool calls)
@@ -237,11 +318,33 @@ class Planner:
         return "restart" if mode == "resume" and structured else mode
 
     def _next_route(self) -> None:
-        self._index += 1
+        self._index = max(self._index, self._hedge_from - 1) + 1  # past the providers a hedge tried
         self._made = 0
         self._not_before = 0.0
         self._backoff = 0.0
         self._last_place = None
+
+    # ---- while attempts stream
+
+    def serving(self, live: LiveAttempt, judgement: Judgement, now: float) -> None:
+        """The success verdict of an attempt's first content was recorded. In a race, its content
+        won: the others are cancelled (no verdict, no failure) and the call goes on with it."""
+        live.due = None
+        live.state = judgement.state
+        self._changes(judgement.changes)
+        if live.route.first_chunks is not None and live.first_chunk_at is not None:
+            live.route.first_chunks.add(live.first_chunk_at - live.started)
+        self._hedge_at = None  # content arrived: never a hedge after that
+        if live.hedge or len(self._live) > 1:
+            self._index, self._made = live.index, live.number
+            self._cancel_all_but(live)
+
+    def _cancel_all_but(self, winner: LiveAttempt) -> None:
+        """The others of a race lost: cancelled at once, recorded as hedged, no breaker verdict."""
+        for loser in [other for other in self._live if other is not winner]:
+            self._stop(loser)
+            self._pending.append((Cancel(loser), None, None))
+            self._pending.append((Judge(loser.route, loser.admission, Verdict.NONE), loser, "hedged"))
 
     # ---- how an attempt ended
 
@@ -258,89 +361,58 @@ class Planner:
                                      f"the answer held only content failover does not represent: {kinds}"))
             return
         self._warn_unrepresented(live)
-        self._live = None
+        self._stop(live)
         if live.state is not None:  # its success was recorded at its first content
             self._succeeded(live, now, live.state)
         else:  # an empty answer: the end is its success
-            self._ending = (live, None)
-            self._judge = Judge(live.route, live.admission, Verdict.SUCCESS)
+            self._pending.append((Judge(live.route, live.admission, Verdict.SUCCESS), live, None))
 
     def failed(self, live: LiveAttempt, exc: BaseException, now: float) -> None:
         """Opening the attempt or reading its body raised `exc`."""
         if live.decoder.complete:
             self.ended(live, now)  # an error after the terminal event loses nothing
         else:
-            self._fail(live, self._failure(live, exc, now))
+            self._fail(live, live.failure(exc, now, self._scrubber))
 
     def _fail(self, live: LiveAttempt, failure: Failure) -> None:
         self._warn_unrepresented(live)
-        self._live = None
-        self._ending = (live, failure)
+        self._stop(live)
         verdict = Verdict.FAILURE if failure.breaker_failure else Verdict.NONE
-        self._judge = Judge(live.route, live.admission, verdict, decided=live.state is not None)
+        self._pending.append((Judge(live.route, live.admission, verdict, live.state is not None), live, failure))
 
-    def _failure(self, live: LiveAttempt, exc: BaseException, now: float) -> Failure:
-        """The taxonomy's verdict on one attempt's failure, with what only the planner knows."""
-        self._scrubber.scrub_exception(exc)  # before it is chained, logged or shown anywhere
-        watch = live.watch
-        if watch.fired is not None:
-            timeout = AttemptTimeout(watch.fired, watch.seconds(watch.fired))
-            timeout.__cause__ = exc
-            silent = ErrorClass.SILENT if watch.fired != TOTAL else ErrorClass.TRANSIENT
-            return Failure(silent, f"timeout_{watch.fired}", str(timeout), exception=timeout)
-        fault = Fault("cut", str(exc)) if isinstance(exc, Truncated) else live.route.provider.fault(exc)
-        failure = classify(replace(fault, message=_summary(self._scrubber.scrub(fault.message))), exc)
-        if failure.error_type == "cut":
-            # A stream that went quiet for more than half its allowance and was then closed is a
-            # stall (next provider), not a cut to retry on the same provider.
-            quiet = now - live.quiet_since
-            allowance = watch.idle if watch.got_content else watch.settings.first_token
-            if quiet > allowance / 2:
-                failure = Failure(ErrorClass.SILENT, "stalled",
-                                  f"no content for {quiet:.1f}s, then the connection was closed", exception=exc)
-        if live.continuing and failure.error_class is ErrorClass.REJECTED:
-            # The provider refused our continuation (an assistant prefill, say): a failure of this
-            # attempt, never the final error that would hide the original cut.
-            failure = Failure(ErrorClass.WRONG_FIT, "continuation_rejected", failure.message,
-                              failure.status_code, None, failure.exception)
-        return failure
-
-    def serving(self, live: LiveAttempt, judgement: Judgement, now: float) -> None:
-        """The success verdict of an attempt's first content was recorded."""
-        live.due = None
-        live.state = judgement.state
-        self._changes(judgement.changes)
+    def _stop(self, live: LiveAttempt) -> None:
+        live.stopped = True
+        if live in self._live:
+            self._live.remove(live)
+        if not self._live:
+            self._hedge_at = None
 
     def judged(self, judgement: Judgement, now: float) -> None:
-        """The verdict of the attempt that just ended was recorded."""
-        if self._judge is None or self._ending is None:
+        """The verdict of the Judge action just performed was recorded."""
+        if not self._pending or not isinstance(self._pending[0][0], Judge):
             raise RuntimeError("judged() without a Judge action")
-        self._judge = None
-        live, failure = self._ending
-        self._ending = None
+        _, live, how = self._pending.popleft()
         self._changes(judgement.changes)
-        if failure is None:
+        assert live is not None
+        if how is None:
             self._succeeded(live, now, judgement.state)
+        elif how == "hedged":
+            self._record(live, now, None, judgement.state, outcome_="hedged")
+        elif self._live:  # another attempt of the race goes on: only the record now
+            assert isinstance(how, Failure)
+            self._record(live, now, how, judgement.state)
+            self._last_failure = how
         else:
-            self._settle(live, failure, now, judgement.state)
+            assert isinstance(how, Failure)
+            self._settle(live, how, now, judgement.state)
 
     def _succeeded(self, live: LiveAttempt, now: float, state: str) -> None:
+        self._cancel_all_but(live)  # an empty answer that ended while a hedge was still on its way
         self._record(live, now, None, state)
-        self.result = self._result(live, [*self.transcript.served, live], live.decoder.finish_reason)
+        self.result = outcome.result(self.transcript, self.attempts, live, [*self.transcript.served, live],
+                                     live.decoder.finish_reason)
         self._final = Done(self.result, self._last)
         self._end(CallEnded(self.result, None))
-
-    def _result(self, last: LiveAttempt | None, served: list[LiveAttempt], finish_reason: str | None) -> Result:
-        """The caller's Result: `last` served it, `served` are the attempts whose text it kept."""
-        text = self.transcript.text
-        usage = Usage(sum(a.decoder.input_tokens for a in served), sum(a.decoder.output_tokens for a in served))
-        if last is None:
-            return Result(text, "", "", usage, finish_reason, list(self.attempts), self.transcript.resumed)
-        decoder = last.decoder
-        return Result(
-            text=text, provider=last.name, model=decoder.model or last.model, usage=usage,
-            finish_reason=finish_reason, attempts=list(self.attempts), resumed=self.transcript.resumed,
-            tool_calls=decoder.tool_calls(), refusal=decoder.refusal or (text if decoder.refusal_is_text else None))
 
     def _settle(self, live: LiveAttempt, failure: Failure, now: float, state: str) -> None:
         """After a failed attempt: raise, retry on the same provider, or move on."""
@@ -359,7 +431,8 @@ class Planner:
             error.__cause__ = failure.exception
             self._raise(error)
         elif self.transcript.delivered and self._cut_mode == "raise":
-            self._raise(self._interrupted(None))
+            assert self._cut is not None
+            self._raise(outcome.interrupted(self._cut, self.transcript, self.attempts))
         elif retry_in is not None:
             self._not_before = now + retry_in
             self._backoff = retry_in
@@ -390,24 +463,34 @@ class Planner:
             return None, "budget"
         return delay, None
 
-    def cancelled(self, now: float) -> Judge | None:
-        """The caller closed or cancelled. After content that is the provider's success; before it,
-        no verdict at all. Returns the verdict to record (best effort: the caller is leaving)."""
-        live, judge = self._live, self._judge
-        if live is not None:
-            self._live = None
+    def cancelled(self, now: float) -> list[Judge]:
+        """The caller closed or cancelled: every live attempt ends. After content that is the
+        provider's success; before it, no verdict at all. Returns the verdicts to record (best
+        effort: the caller is leaving), and the driver closes every live attempt."""
+        judges = [judge for judge, _, how in self._pending if isinstance(judge, Judge) and how is None]
+        cancel = Failure(ErrorClass.CALLER, "cancelled", "the caller closed the stream")
+        last = None
+        for live in list(self._live):
+            self._stop(live)
             if live.due is not None or live.state is None:  # a success not recorded yet, or no verdict
                 verdict = Verdict.SUCCESS if live.first_chunk_at is not None else Verdict.NONE
-                judge = Judge(live.route, live.admission, verdict)
-            cancel = Failure(ErrorClass.CALLER, "cancelled", "the caller closed the stream")
+                judges.append(Judge(live.route, live.admission, verdict))
             self._record(live, now, cancel, live.state, cancelled=True)
+            if live.delivered:
+                last = live
         if self._started and self._final is None and self.attempts:
             # What is known so far, for a caller that broke off on purpose (finish_reason None).
             kept = self.transcript.served
-            last = live or (kept[-1] if kept else None)
-            self.result = self._result(last, [*kept, live] if live is not None and live.delivered else kept, None)
+            last = last or (kept[-1] if kept else None)
+            served = [*kept, last] if last is not None and last not in kept else kept
+            self.result = outcome.result(self.transcript, self.attempts, last, served, None)
         self._end(CallEnded(None, None, cancelled=True))
-        return judge
+        return judges
+
+    @property
+    def live(self) -> list[LiveAttempt]:
+        """The attempts in progress (the driver closes them when the caller leaves)."""
+        return list(self._live)
 
     # ---- records and events
 
@@ -420,18 +503,9 @@ class Planner:
             self._events.append(BreakerChanged(change))
 
     def _record(self, live: LiveAttempt, now: float, failure: Failure | None, state: str | None, *,
-                retry_refused: str | None = None, cancelled: bool = False) -> None:
-        first = None if live.first_chunk_at is None else live.first_chunk_at - live.started
-        attempt = Attempt(
-            provider=live.name, model=live.model, number=live.number,
-            outcome="ok" if failure is None else "error",
-            error_type=failure.error_type if failure else None,
-            status_code=failure.status_code if failure else None,
-            message=failure.message if failure else None,
-            retry_after=failure.retry_after if failure else None,
-            started_at=live.started_wall, duration_s=now - live.started, first_chunk_s=first,
-            backoff_s=live.backoff, error_class=failure.error_class.value if failure else None,
-            breaker_state=state, retry_refused=retry_refused)
+                retry_refused: str | None = None, cancelled: bool = False, outcome_: str | None = None) -> None:
+        attempt = live.record(now, failure, state, outcome="hedged" if outcome_ == "hedged" else None,
+                              retry_refused=retry_refused)
         self.attempts.append(attempt)
         self._events.append(AttemptEnded(attempt, live.decoder, failure, cancelled))
 
@@ -458,40 +532,3 @@ class Planner:
         if self._started and not self._ended:
             self._ended = True
             self._events.append(event)
-
-    def _interrupted(self, reason: str | None) -> StreamInterrupted:
-        cut = self._cut
-        assert cut is not None
-        why = f"{cut.error_type}: {cut.message}" + (f" ({reason})" if reason else "")
-        error = StreamInterrupted(why, self.transcript.text, self.attempts)
-        error.__cause__ = cut.exception  # the original cut, never a later continuation's refusal
-        return error
-
-    def _give_up(self, reason: str | None) -> FailoverError:
-        if self.transcript.delivered:
-            return self._interrupted(reason or "no provider could continue")
-        if reason is None:
-            tried = [a for a in self.attempts if a.outcome == "error"]
-            if not tried:
-                skipped = "; ".join(f"{a.provider}: {a.message}" for a in self.attempts)
-                reason = f"no provider available ({skipped})"
-            else:
-                reason = f"all providers failed; last error: {tried[-1].provider}: {tried[-1].error_type}"
-        error = AllProvidersFailed(reason, self.attempts)
-        if self._last_failure is not None:
-            error.__cause__ = self._last_failure.exception
-        return error
-
-
-def _summary(text: str) -> str:
-    """One line of at most _SUMMARY characters (scrub first: a cut must never split a secret)."""
-    text = " ".join(text.split())
-    return text if len(text) <= _SUMMARY else text[: _SUMMARY - 1] + "…"
-
-
-_NEEDS = {TOOLS: "tools", IMAGES: "images", JSON_SCHEMA: "a JSON schema output"}
-
-# Params that make the answer structured (JSON, tool calls): such an answer is never stitched from
-# two generations, because a seam inside JSON or a tool call's arguments breaks it silently.
-STRUCTURED_PARAMS = frozenset({"response_format", "tools", "tool_choice", "functions", "output_format",
-                               "output_config"})

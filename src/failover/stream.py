@@ -19,7 +19,9 @@ from typing import Any
 from failover.attempt import Judge
 from failover.errors import Attempt
 from failover.events import Observer
-from failover.planner import Admit, Done, Open, Planner, Sleep
+from failover.planner import Admit, Cancel, Done, Open, Planner, Probe, Read, Sleep
+from failover.probe import start_probe
+from failover.race import TaskReaders, ThreadReaders
 from failover.types import Chunk, Result
 
 monotonic = time.monotonic
@@ -80,11 +82,12 @@ class ChatStream(_StreamBase):
 
     @staticmethod
     def _run(planner: Planner, observer: Observer) -> Generator[Chunk, None, None]:
+        readers: ThreadReaders | None = None  # only for a call whose attempts race (hedging)
         try:
             while True:
                 action = planner.next(monotonic())
                 _report(planner, observer)
-                if isinstance(action, Open):
+                if isinstance(action, Open) and not action.race:
                     live = action.attempt
                     body: Any = None
                     try:
@@ -102,26 +105,59 @@ class ChatStream(_StreamBase):
                     finally:
                         if body is not None:
                             _close(body)
+                elif isinstance(action, Open):
+                    readers = readers or ThreadReaders()
+                    readers.start(action.attempt)
+                elif isinstance(action, Read):
+                    assert readers is not None
+                    item = readers.get(action.until)
+                    if item is None or item[0].stopped:
+                        continue  # a hedge is due, or what a cancelled attempt still read
+                    live, got = item
+                    if got is None:
+                        planner.ended(live, monotonic())
+                    elif isinstance(got, BaseException):
+                        planner.failed(live, got, monotonic())
+                    else:
+                        try:
+                            chunks = live.feed(got, monotonic())
+                        except Exception as exc:
+                            readers.stop(live)
+                            planner.failed(live, exc, monotonic())
+                            continue
+                        if live.due is not None:
+                            planner.serving(live, live.due.record(monotonic()), monotonic())
+                        for chunk in chunks:
+                            yield chunk
+                            live.resume(monotonic())
+                        readers.more(live)
                 elif isinstance(action, Admit):
                     planner.admitted(action.route.breaker.admit(monotonic()), monotonic())
                 elif isinstance(action, Judge):
                     planner.judged(action.record(monotonic()), monotonic())
                 elif isinstance(action, Sleep):
                     time.sleep(action.seconds)
+                elif isinstance(action, Cancel):
+                    assert readers is not None
+                    readers.stop(action.attempt)
+                elif isinstance(action, Probe):
+                    start_probe(action.route, action.admission, observer)
                 elif isinstance(action, Done):
                     yield from action.last
                     return
                 else:
                     raise action.error
         except (GeneratorExit, KeyboardInterrupt, SystemExit):
-            judge = planner.cancelled(monotonic())
-            if judge is not None:
+            for judge in planner.cancelled(monotonic()):
                 try:
                     judge.record(monotonic())
                 except Exception:  # the caller is leaving: its verdict is best effort
                     log.exception("failover: recording the verdict of a cancelled attempt failed")
             _report(planner, observer)
             raise
+        finally:
+            if readers is not None:
+                readers.close()
 
 
 class AsyncChatStream(_StreamBase):
@@ -149,11 +185,12 @@ class AsyncChatStream(_StreamBase):
 
     @staticmethod
     async def _run(planner: Planner, observer: Observer) -> AsyncGenerator[Chunk, None]:
+        readers: TaskReaders | None = None  # only for a call whose attempts race (hedging)
         try:
             while True:
                 action = planner.next(monotonic())
                 _report(planner, observer)
-                if isinstance(action, Open):
+                if isinstance(action, Open) and not action.race:
                     live = action.attempt
                     body: Any = None
                     try:
@@ -171,12 +208,43 @@ class AsyncChatStream(_StreamBase):
                     finally:
                         if body is not None:
                             await _aclose(body)
+                elif isinstance(action, Open):
+                    readers = readers or TaskReaders()
+                    readers.start(action.attempt)
+                elif isinstance(action, Read):
+                    assert readers is not None
+                    item = await readers.get(action.until)
+                    if item is None or item[0].stopped:
+                        continue  # a hedge is due, or what a cancelled attempt still read
+                    live, got = item
+                    if got is None:
+                        planner.ended(live, monotonic())
+                    elif isinstance(got, BaseException):
+                        planner.failed(live, got, monotonic())
+                    else:
+                        try:
+                            chunks = live.feed(got, monotonic())
+                        except Exception as exc:
+                            readers.stop(live)
+                            planner.failed(live, exc, monotonic())
+                            continue
+                        if live.due is not None:
+                            planner.serving(live, await live.due.arecord(monotonic()), monotonic())
+                        for chunk in chunks:
+                            yield chunk
+                            live.resume(monotonic())
+                        readers.more(live)
                 elif isinstance(action, Admit):
                     planner.admitted(await action.route.breaker.aadmit(monotonic()), monotonic())
                 elif isinstance(action, Judge):
                     planner.judged(await action.arecord(monotonic()), monotonic())
                 elif isinstance(action, Sleep):
                     await asyncio.sleep(action.seconds)
+                elif isinstance(action, Cancel):
+                    assert readers is not None
+                    readers.stop(action.attempt)
+                elif isinstance(action, Probe):
+                    start_probe(action.route, action.admission, observer)
                 elif isinstance(action, Done):
                     for chunk in action.last:
                         yield chunk
@@ -184,11 +252,15 @@ class AsyncChatStream(_StreamBase):
                 else:
                     raise action.error
         except (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-            judge = planner.cancelled(monotonic())
-            if judge is not None:
+            for judge in planner.cancelled(monotonic()):
                 _record_later(judge)
             _report(planner, observer)
             raise
+        finally:
+            if readers is not None:
+                for live in planner.live:
+                    readers.stop(live)
+                await _settle_readers(readers)
 
 
 def _close(body: Any) -> None:
@@ -203,6 +275,15 @@ async def _aclose(body: Any) -> None:
     # dropped by the transport, which is what we want anyway.
     try:
         await body.close()
+    except (asyncio.CancelledError, Exception):
+        pass
+
+
+async def _settle_readers(readers: TaskReaders) -> None:
+    # Awaiting in a task that is being cancelled may be interrupted again: the readers were cancelled
+    # already, and finish on their own.
+    try:
+        await readers.close()
     except (asyncio.CancelledError, Exception):
         pass
 

@@ -4,6 +4,7 @@ no SDKs, no sleeps: a driver here performs the planner's actions exactly as stre
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from failover.attempt import Judge, LiveAttempt
 from failover.config import parse_config
 from failover.errors import FailoverError
 from failover.events import AttemptEnded, AttemptStarted, BreakerChanged, ProviderSkipped
-from failover.planner import Admit, Done, Open, Planner, Raise, Route, Sleep
-from failover.policies.breaker import Breaker
+from failover.planner import Admit, Cancel, Done, Open, Planner, Probe, Raise, Read, Route, Sleep
+from failover.policies.breaker import Breaker, Verdict
 from failover.policies.budget import RetryBudget
 from failover.policies.retry import RetryPolicy
 from failover.providers.base import Decoder, Fault, Provider
@@ -82,11 +83,27 @@ END = frame({}, "stop") + b'data: {"id":"c","choices":[],"usage":{"prompt_tokens
 
 @dataclass
 class Outcome:
-    frames: list[bytes] = field(default_factory=list)  # body bytes before the end
+    frames: list[bytes] = field(default_factory=list)  # body bytes before the end, 0.01 s apart
     fault: Fault | None = None  # fails with this fault after the frames (None: ends)
     complete: bool = True  # ends with the terminal event (when no fault)
     wait: float = 0.0  # seconds the attempt takes before its end
     fired: bool = False  # our own deadline cut it (first_token / idle / total, by the watch)
+    first: float = 0.0  # seconds before the first frame (a slow first chunk)
+
+    def items(self, start: float) -> list[tuple[float, bytes | Fault | None]]:
+        """What a reader of this attempt sees, when: blocks, then its end (None) or its fault."""
+        t, out = start + self.first, []
+        for data in self.frames:
+            t += 0.01
+            out.append((t, data))
+        t += self.wait
+        if self.fault is not None:
+            out.append((t, self.fault))
+        else:
+            if self.complete:
+                out.append((t, END))
+            out.append((t, None))
+        return out
 
 
 def ok(texts: list[str] | None = None, wait: float = 0.0) -> Outcome:
@@ -119,6 +136,8 @@ class Run:
     events: list[Any]
     routes: list[Route]
     requests: list[Any]
+    cancelled: list[str] = field(default_factory=list)  # attempts that lost a hedge race
+    probes: list[str] = field(default_factory=list)  # background probes started
 
     def summary(self) -> list[tuple[str, str, str | None]]:
         attempts = (self.result or self.error).attempts  # type: ignore[union-attr]
@@ -155,64 +174,98 @@ def config(*names: str, **defaults: Any) -> dict[str, Any]:
 
 
 def drive(script: dict[str, list[Outcome]], cfg: dict[str, Any] | None = None, *,
-          built: list[Route] | None = None, clock: Clock | None = None, break_after: int | None = None) -> Run:
-    """Perform the planner's actions as stream.py does; attempts follow `script` per provider."""
+          built: list[Route] | None = None, clock: Clock | None = None, break_after: int | None = None,
+          probes_fail: bool = False) -> Run:
+    """Perform the planner's actions as stream.py does, on a fake clock; attempts follow `script` per
+    provider. Racing attempts (hedging) are simulated as events in time order."""
     clock = clock or Clock()
     rs = built or routes(cfg or config())
     planner = Planner(rs, build_request([{"role": "user", "content": "hi"}]), now=clock.now,
                       scrubber=Scrubber(["sk-test-key-0123456789"]))
-    chunks: list[Chunk] = []
-    sleeps: list[float] = []
-    opened: list[tuple[str, bool]] = []
-    requests: list[Any] = []
-    events: list[Any] = []
-    result: Result | None = None
-    error: FailoverError | None = None
-    for _ in range(200):
+    run = Run([], None, None, [], [], [], rs, [])
+    pending: list[tuple[float, int, LiveAttempt, bytes | Fault | None]] = []  # racing attempts' items
+    order = iter(range(10**9))
+    script_of: dict[LiveAttempt, Outcome] = {}
+
+    def take(live: LiveAttempt, got: bytes | Fault | None) -> bool:
+        """One item of an attempt, as a driver handles it; False once the caller broke off."""
+        if got is None:
+            planner.ended(live, clock.now)
+        elif isinstance(got, Fault):
+            if script_of[live].fired:
+                live.watch.expire()
+            planner.failed(live, Boom(got), clock.now)
+        else:
+            fed = live.feed(got, clock.now)
+            if live.due is not None:
+                planner.serving(live, live.due.record(clock.now), clock.now)
+            for chunk in fed:
+                run.chunks.append(chunk)
+                if break_after is not None and len(run.chunks) >= break_after:
+                    for judge in planner.cancelled(clock.now):
+                        judge.record(clock.now)
+                    return False
+                live.resume(clock.now)
+        return True
+
+    for _ in range(500):
         action = planner.next(clock.now)
-        events += planner.take_events()
+        run.events += planner.take_events()
         if isinstance(action, Sleep):
-            sleeps.append(round(action.seconds, 6))
+            run.sleeps.append(round(action.seconds, 6))
             clock.now += action.seconds
         elif isinstance(action, Admit):
             planner.admitted(action.route.breaker.admit(clock.now), clock.now)
         elif isinstance(action, Judge):
             planner.judged(action.record(clock.now), clock.now)
         elif isinstance(action, Open):
-            live: LiveAttempt = action.attempt
-            opened.append((live.name, live.continuing))
-            requests.append(live.request)
-            outcome = script[live.name].pop(0)
-            for data in outcome.frames:
-                clock.now += 0.01
-                fed = live.feed(data, clock.now)
-                if live.due is not None:
-                    planner.serving(live, live.due.record(clock.now), clock.now)
-                for chunk in fed:
-                    chunks.append(chunk)
-                    if break_after is not None and len(chunks) >= break_after:
-                        planner.cancelled(clock.now)
-                        events += planner.take_events()
-                        return Run(chunks, planner.result, None, sleeps, opened, events, rs, requests)
-                    live.resume(clock.now)
-            clock.now += outcome.wait
-            if outcome.fault is not None:
-                if outcome.fired:
-                    live.watch.expire()
-                planner.failed(live, Boom(outcome.fault), clock.now)
+            live = action.attempt
+            run.opened.append((live.name, live.continuing))
+            run.requests.append(live.request)
+            outcome = script_of[live] = script[live.name].pop(0)
+            items = outcome.items(clock.now)
+            if action.race:
+                for t, got in items:
+                    heapq.heappush(pending, (t, next(order), live, got))
+                continue
+            broke = False
+            for t, got in items:  # inline: the driver reads it to its end
+                clock.now = max(clock.now, t)
+                if not take(live, got):
+                    broke = True
+                    break
+                if got is None or isinstance(got, Fault):
+                    break
+            if broke:
+                break
+        elif isinstance(action, Read):
+            if pending and (action.until is None or pending[0][0] <= action.until):
+                t, _, live, got = heapq.heappop(pending)
+                clock.now = max(clock.now, t)
+                if not live.stopped and not take(live, got):
+                    break
             else:
-                if outcome.complete:
-                    live.feed(END, clock.now)
-                planner.ended(live, clock.now)
+                assert action.until is not None, "Read forever with nothing pending"
+                clock.now = max(clock.now, action.until)
+        elif isinstance(action, Cancel):
+            run.cancelled.append(action.attempt.name)
+            pending = [p for p in pending if p[2] is not action.attempt]
+            heapq.heapify(pending)
+        elif isinstance(action, Probe):
+            run.probes.append(action.route.name)
+            verdict = Verdict.FAILURE if probes_fail else Verdict.SUCCESS
+            action.route.breaker.record(action.admission, verdict, clock.now)
         elif isinstance(action, Done):
-            chunks += action.last
-            result = action.result
+            run.chunks += action.last
+            run.result = action.result
             break
         elif isinstance(action, Raise):
-            error = action.error
+            run.error = action.error
             break
-    events += planner.take_events()
-    return Run(chunks, result, error, sleeps, opened, events, rs, requests)
+    if break_after is not None and run.result is None:
+        run.result = planner.result
+    run.events += planner.take_events()
+    return run
 
 
 # ---- failover and retry (DESIGN §4)
@@ -342,7 +395,7 @@ def test_every_breaker_open_fails_fast_naming_each_and_its_probe() -> None:
 
 
 def test_a_failed_probe_moves_on_without_a_backoff() -> None:
-    cfg = config(breaker={"fail_max": 1, "reset_timeout": 5.0})
+    cfg = config(breaker={"fail_max": 1, "reset_timeout": 5.0, "probe": "request"})
     built, clock = routes(cfg), Clock()
     drive({"a": [fail(status(503))], "b": [ok()]}, built=built, clock=clock)
     clock.now += 5.0
@@ -447,3 +500,139 @@ def test_a_key_echoed_by_the_provider_is_scrubbed_before_it_is_shortened() -> No
     attempt = run.result.attempts[0]  # type: ignore[union-attr]
     assert attempt.message is not None and "sk-test-key-012345678" not in attempt.message
     assert "***" in attempt.message
+
+
+# ---- hedging (DESIGN §10)
+
+
+def hedged(after: float | str = 1.0, max_: int = 1, **defaults: Any) -> dict[str, Any]:
+    return config("a", "b", "c", hedge={"after": after, "max": max_}, **defaults)
+
+
+def slow(first: float, texts: list[str] | None = None) -> Outcome:
+    return Outcome(text_frames(ANSWER if texts is None else texts), first=first)
+
+
+def test_a_silent_primary_is_hedged_and_the_hedge_wins() -> None:
+    run = drive({"a": [slow(5.0)], "b": [slow(0.2)]}, hedged(after=1.0))
+    assert run.result is not None and run.result.provider == "b" and run.result.text == TEXT
+    assert run.summary() == [("a", "hedged", None), ("b", "ok", None)]
+    assert run.cancelled == ["a"]
+    a, b = run.result.attempts
+    assert b.hedge and not a.hedge
+    assert run.routes[0].breaker.fail_counter == 0  # a hedged attempt is no failure
+    started = [e for e in run.events if isinstance(e, AttemptStarted)]
+    assert [e.hedge for e in started] == [False, True]
+    assert b.first_chunk_s is not None and b.first_chunk_s < 0.3
+    assert a.duration_s == pytest.approx(1.0 + 0.2 + 0.01)  # a was cancelled at b's first chunk
+
+
+def test_the_primary_may_still_win_after_the_hedge_started() -> None:
+    run = drive({"a": [slow(1.5)], "b": [slow(3.0)]}, hedged(after=1.0))
+    assert run.result is not None and run.result.provider == "a"
+    assert run.summary() == [("b", "hedged", None), ("a", "ok", None)]
+    assert run.cancelled == ["b"]
+
+
+def test_no_hedge_when_content_arrives_in_time() -> None:
+    run = drive({"a": [slow(0.5)]}, hedged(after=1.0))
+    assert run.summary() == [("a", "ok", None)] and run.opened == [("a", False)]
+
+
+def test_both_fail_then_the_call_goes_on_past_them() -> None:
+    cfg = hedged(after=1.0, retry={"max_attempts": 1})
+    run = drive({"a": [Outcome(fault=status(503), first=2.0)], "b": [Outcome(fault=status(503), first=1.5)],
+                 "c": [ok()]}, cfg)
+    assert [s[:2] for s in run.summary()] == [("a", "error"), ("b", "error"), ("c", "ok")]
+    assert run.result is not None and run.result.provider == "c"
+
+
+def test_a_hedge_never_doubles_a_continuation() -> None:
+    run = drive({"a": [truncated(3)], "b": [slow(2.0, ANSWER[3:])], "c": []},
+                hedged(after=0.5, midstream="resume", retry={"max_attempts": 1}))
+    assert run.opened == [("a", False), ("b", True)] and run.cancelled == []
+    assert "".join(c.text for c in run.chunks) == TEXT
+
+
+def test_an_open_breaker_on_the_hedge_target_hedges_to_the_next_one() -> None:
+    cfg = hedged(after=1.0)
+    built, clock = routes(cfg), Clock()
+    b = built[1].breaker
+    for _ in range(5):
+        b.record(b.admit(clock.now), Verdict.FAILURE, clock.now)
+    assert b.state == "open"
+    run = drive({"a": [slow(5.0)], "c": [slow(0.1)]}, built=built, clock=clock)
+    assert run.summary() == [("b", "skipped", "skipped"), ("a", "hedged", None), ("c", "ok", None)]
+
+
+def test_at_most_max_extra_attempts() -> None:
+    run = drive({"a": [slow(9.0)], "b": [slow(9.0)], "c": [slow(0.1)]}, hedged(after=1.0, max_=1))
+    assert run.opened == [("a", False), ("b", False)]
+    assert run.result is not None and run.result.provider in ("a", "b")
+    two = drive({"a": [slow(9.0)], "b": [slow(9.0)], "c": [slow(0.1)]}, hedged(after=1.0, max_=2))
+    assert two.result is not None and two.result.provider == "c"
+    assert sorted(two.cancelled) == ["a", "b"]
+
+
+def test_auto_waits_half_of_first_token_until_it_knows_the_provider() -> None:
+    from failover.config import HedgeSettings
+    from failover.policies.hedge import FirstChunks, hedge_delay
+
+    chunks = FirstChunks()
+    settings = HedgeSettings(after="auto")
+    assert hedge_delay(settings, chunks, first_token=10.0) == 5.0
+    for i in range(100):
+        chunks.add(0.2 + i * 0.001)
+    assert 0.29 <= hedge_delay(settings, chunks, first_token=10.0) <= 0.3  # its p95
+    for _ in range(100):
+        chunks.add(9.0)
+    assert hedge_delay(settings, chunks, first_token=10.0) == 5.0  # never past half of first_token
+    assert hedge_delay(HedgeSettings(after=0.7), chunks, first_token=10.0) == 0.7
+
+
+def test_the_caller_leaving_while_two_attempts_are_live_ends_both() -> None:
+    cfg = hedged(after=1.0)
+    built, clock = routes(cfg), Clock()
+    planner = Planner(built, build_request([{"role": "user", "content": "hi"}]), now=clock.now)
+    assert isinstance(planner.next(clock.now), Admit)
+    planner.admitted(built[0].breaker.admit(clock.now), clock.now)
+    first = planner.next(clock.now)
+    assert isinstance(first, Open) and first.race
+    clock.now += 1.0
+    assert isinstance(planner.next(clock.now), Admit)  # the hedge is due
+    planner.admitted(built[1].breaker.admit(clock.now), clock.now)
+    second = planner.next(clock.now)
+    assert isinstance(second, Open) and second.attempt.hedge
+    assert isinstance(planner.next(clock.now), Read)
+    judges = planner.cancelled(clock.now + 0.1)
+    assert {j.route.name for j in judges} == {"a", "b"} and all(j.verdict is Verdict.NONE for j in judges)
+    assert planner.live == [] and first.attempt.stopped and second.attempt.stopped
+    assert [a.error_type for a in planner.attempts] == ["cancelled", "cancelled"]
+
+
+# ---- background probes (DESIGN §10)
+
+
+def test_a_background_probe_costs_the_caller_nothing() -> None:
+    cfg = config(breaker={"fail_max": 1, "reset_timeout": 5.0})  # probe: background is the default
+    built, clock = routes(cfg), Clock()
+    drive({"a": [fail(status(503))], "b": [ok()]}, built=built, clock=clock)
+    clock.now += 5.0
+    run = drive({"b": [ok()]}, built=built, clock=clock, probes_fail=False)
+    assert run.probes == ["a"] and run.opened == [("b", False)]  # the caller went on at once
+    assert run.summary()[0] == ("a", "skipped", "skipped")
+    assert "probing in the background" in (run.result.attempts[0].message or "")  # type: ignore[union-attr]
+    assert built[0].breaker.state == "closed"  # the probe succeeded
+    back = drive({"a": [ok()]}, built=built, clock=clock)
+    assert back.result is not None and back.result.provider == "a"
+
+
+def test_a_failed_background_probe_opens_the_breaker_again() -> None:
+    cfg = config(breaker={"fail_max": 1, "reset_timeout": 5.0})
+    built, clock = routes(cfg), Clock()
+    drive({"a": [fail(status(503))], "b": [ok()]}, built=built, clock=clock)
+    clock.now += 5.0
+    run = drive({"b": [ok()]}, built=built, clock=clock, probes_fail=True)
+    assert run.probes == ["a"] and built[0].breaker.state == "open"
+    again = drive({"b": [ok()]}, built=built, clock=clock)
+    assert again.probes == [] and again.summary()[0][1] == "skipped"  # no probe before reset_timeout

@@ -23,6 +23,7 @@ from pydantic_core import PydanticCustomError
 from failover.config.chains import chain_problems
 from failover.config.fields import (
     MAX_COUNT,
+    MAX_SECONDS,
     Count,
     Flag,
     HeaderSecret,
@@ -53,6 +54,7 @@ SOURCE_MAP = "failover_source_map"
 Midstream: TypeAlias = Literal["resume", "restart", "raise"]
 ProviderType: TypeAlias = Literal["openai", "anthropic"]
 Exporter: TypeAlias = Literal["none", "console", "otlp"]
+ProbeMode: TypeAlias = Literal["background", "request"]
 
 SETTINGS = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
@@ -128,6 +130,10 @@ class BreakerSettings(BaseModel):
         "to open it (0: consecutive failures alone decide)")
     reset_timeout: Annotated[Seconds, Field(gt=0)] = Field(
         default=15.0, description="how long an open breaker waits before letting one probe through")
+    probe: ProbeMode = Field(
+        default="background", description="who probes an open breaker after `reset_timeout`: `background`, a tiny "
+        "request of the router's own while callers keep skipping the provider (no caller pays for a failed "
+        "probe), or `request`, the next caller's own request (see hedging.md)")
     storage: Annotated[str, Rule("`memory`, or a redis URL")] = Field(
         default="memory", description="`memory`, or `redis://host[:port][/db]` (`rediss://` for TLS) to share breaker "
         "state across processes (needs `pip install 'failover[redis]'`, see fleet.md); a password in "
@@ -154,6 +160,36 @@ class BreakerSettings(BaseModel):
         # A Redis URL may carry a password; repr must not show it.
         for name, value in super().__repr_args__():
             yield name, (mask_url(value) if name == "storage" and isinstance(value, str) else value)
+
+
+def _hedge(value: Any) -> Any:
+    # `hedge: false` (or null) switches hedging off; `true` means `{after: auto}`.
+    if value is False:
+        return None
+    if value is True:
+        return {}
+    return value
+
+
+def _hedge_after(value: Any) -> Any:
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_SECONDS:
+        raise PydanticCustomError("hedge_after", "after must be a number of seconds above 0 (at most a day), or 'auto'")
+    return float(value)
+
+
+class HedgeSettings(BaseModel):
+    """Hedged first chunk (see hedging.md): when an attempt has sent no content `after` seconds after it
+    was sent, the next eligible provider is started too; the first to send content wins and the other
+    is cancelled. Only before the first content of an answer, never for a continuation."""
+
+    model_config = SETTINGS
+
+    after: Annotated[float | Literal["auto"], BeforeValidator(_hedge_after), Rule("seconds > 0, or `auto`")] = Field(
+        default="auto", description="seconds, or `auto`: the provider's recent first-chunk p95 (at least 0.05 s, at "
+        "most half of `first_token`; `first_token / 2` until 20 first chunks were seen)")
+    max: Annotated[Count, Field(ge=1, le=3)] = Field(default=1, description="extra attempts a call may start")
 
 
 class TimeoutSettings(BaseModel):
@@ -216,6 +252,9 @@ class ProviderSettings(BaseModel):
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings, description="the deadlines of a call")
     capabilities: Capabilities = Field(
         default_factory=Capabilities, description="what the provider can take: tools, images, JSON schema output")
+    hedge: Annotated[HedgeSettings | None, BeforeValidator(_hedge), Rule("mapping, or `false`")] = Field(
+        default=None, description="hedged first chunk, off by default; `{after: 1.0}` or `{after: auto}` (see "
+        "hedging.md)")
     midstream: Midstream = Field(
         default="resume", description="what to do when a stream breaks after text was delivered (see behaviour.md)")
     supports_prefill: Flag = Field(

@@ -12,13 +12,16 @@ per-chunk path only moves one float:
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 from failover.config import TimeoutSettings
 
 FIRST_TOKEN, IDLE, TOTAL = "first_token", "idle", "total"
 
 
 class Watch:
-    __slots__ = ("deadline", "fired", "first_token_at", "got_content", "hard", "idle", "settings")
+    __slots__ = ("deadline", "fired", "first_token_at", "got_content", "hard", "idle", "settings", "stream")
 
     def __init__(self, settings: TimeoutSettings, first_token_at: float, hard: float) -> None:
         self.settings = settings
@@ -28,6 +31,7 @@ class Watch:
         self.deadline = min(first_token_at, hard)
         self.got_content = False
         self.fired: str | None = None  # which deadline cut the attempt, once one did
+        self.stream: Any = None  # the connection reading for this attempt (set by the transport)
 
     def content(self, now: float) -> None:
         """The provider sent content: from now on the gap to the next one is what counts."""
@@ -53,3 +57,14 @@ class Watch:
     def expire(self) -> None:
         if self.fired is None:
             self.fired = self.kind()
+
+    def abort(self) -> None:
+        """Cut the attempt now from another thread: its socket is shut down, which wakes a blocked read."""
+        self.deadline = self.hard = 0.0
+        stream = self.stream
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed

@@ -34,7 +34,11 @@ monotonic = time.monotonic
 
 
 class Deadline(Protocol):
-    """When the attempt's current wait must end (policies.timeouts.Watch implements it)."""
+    """When the attempt's current wait must end (policies.timeouts.Watch implements it). The
+    transport sets `stream` to the connection the attempt uses, so the attempt can be aborted from
+    another thread (a lost hedge race) by shutting it down."""
+
+    stream: Any
 
     def remaining(self, now: float) -> float:
         """Seconds left (≤ 0: passed)."""
@@ -70,6 +74,8 @@ class _Stream(httpcore2.NetworkStream):
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         deadline = self.deadline or ATTEMPT_DEADLINE.get()
         timeout, ours = _clamp(deadline, timeout)
+        if deadline is not None:
+            deadline.stream = self
         try:
             return self._inner.read(max_bytes, timeout)
         except httpcore2.ReadTimeout:
@@ -109,6 +115,8 @@ class _AsyncStream(httpcore2.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         deadline = self.deadline or ATTEMPT_DEADLINE.get()
         timeout, ours = _clamp(deadline, timeout)
+        if deadline is not None:
+            deadline.stream = self
         try:
             return await self._inner.read(max_bytes, timeout)
         except httpcore2.ReadTimeout:

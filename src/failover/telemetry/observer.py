@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from failover.events import (
     CallStarted,
     Event,
     Observer,
+    ProbeEnded,
     ProviderSkipped,
 )
 from failover.request import Text
@@ -169,8 +171,33 @@ class TracingObserver(Observer):
             self._skipped_provider(event)
         elif isinstance(event, CallStarted):
             self._call_started(event)
-        else:
+        elif isinstance(event, CallEnded):
             self._call_ended(event)
+        else:
+            self._probe_ended(event)
+
+    def _probe_ended(self, event: ProbeEnded) -> None:
+        """A background probe, as a span of its own (it belongs to no caller's call), linked to the
+        call whose admission started it."""
+        route = event.route
+        links = [trace.Link(self._call.get_span_context())] if self._call is not None else []
+        end = time.time_ns()
+        span = self._ins.tracer.start_span(sc.PROBE_SPAN, context=otel_context.Context(), kind=SpanKind.CLIENT,
+                                           links=links, start_time=end - int(event.duration_s * 1e9))
+        span.set_attributes({sc.FAILOVER_PROBE: True, sc.FAILOVER_PROVIDER: route.name,
+                             sc.GEN_AI_PROVIDER_NAME: route.provider.kind,
+                             sc.GEN_AI_REQUEST_MODEL: route.provider.model,
+                             sc.FAILOVER_BREAKER_STATE: event.judgement.state,
+                             sc.FAILOVER_OUTCOME: "ok" if event.error_type is None else "error"})
+        if event.error_type is not None:
+            span.set_attribute(sc.ERROR_TYPE, event.error_type)
+            span.set_status(Status(StatusCode.ERROR, event.error_type))
+        for change in event.judgement.changes:
+            span.add_event(sc.EVENT_BREAKER, {sc.FAILOVER_PROVIDER: change.provider,
+                                              sc.FAILOVER_BREAKER_FROM: change.old, sc.FAILOVER_BREAKER_TO: change.new})
+        span.end(end)
+        self._ins.attempts.add(1, {sc.FAILOVER_PROVIDER: route.name, sc.FAILOVER_OUTCOME: "probe",
+                                   **({sc.ERROR_TYPE: event.error_type} if event.error_type else {})})
 
     # ---- the call
 
@@ -269,6 +296,8 @@ class TracingObserver(Observer):
             attrs[sc.FAILOVER_PREVIOUS_FAILURE] = event.previous.error_type
         if event.probe:
             attrs[sc.FAILOVER_BREAKER_PROBE] = True
+        if event.hedge:
+            attrs[sc.FAILOVER_HEDGE] = True
         if self._capture:
             scrub = self._scrub
             if provider.kind == "anthropic":  # the system prompt travels apart from the conversation
@@ -286,7 +315,7 @@ class TracingObserver(Observer):
         span, self._attempt_span = self._attempt_span, None
         base = self._attempt_attrs
         cancelled = event.cancelled
-        failed = attempt.outcome != "ok" and not cancelled
+        failed = attempt.outcome == "error" and not cancelled
         outcome = "cancelled" if cancelled else attempt.outcome
         if self._continuing and attempt.first_chunk_s is not None:
             self._resumed = True
@@ -298,12 +327,14 @@ class TracingObserver(Observer):
         ins = self._ins
         if failed:
             ins.duration.record(attempt.duration_s, {**base, sc.ERROR_TYPE: attempt.error_type or "error"})
-        elif not cancelled:
+        elif not cancelled and outcome != "hedged":
             ins.duration.record(attempt.duration_s, base)
         if attempt.first_chunk_s is not None:
             ins.first_chunk.record(attempt.first_chunk_s, base)
         if decoder.input_tokens or decoder.output_tokens:
             usage = dict(base)
+            if outcome == "hedged":  # the cost of hedging: tokens of an attempt that lost the race
+                usage[sc.FAILOVER_OUTCOME] = "hedged"
             if decoder.model:
                 usage[sc.GEN_AI_RESPONSE_MODEL] = decoder.model
             if decoder.input_tokens:
