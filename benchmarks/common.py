@@ -148,6 +148,14 @@ def router_stream(router: Router) -> int:
     return n
 
 
+async def arouter_stream(router: Router) -> int:
+    n = 0
+    async with router.astream(MESSAGES) as stream:
+        async for _ in stream:
+            n += 1
+    return n
+
+
 # ---------------------------------------------------------------- timing
 
 

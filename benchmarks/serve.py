@@ -6,6 +6,7 @@ emulators run here and the benchmark sends one command per line, reading one JSO
     {"op": "start", "kind": "openai", "answer": "...", "chunk_delay": 0}  ->  {"id": 0, "url": "http://..."}
     {"op": "script", "id": 0, "steps": [["server_error", 503]]}           ->  {}   (failover.emulator.steps)
     {"op": "down_for", "id": 0, "seconds": 600}                           ->  {}
+    {"op": "chaos", "id": 0, "rate": 0.1, "steps": [["slow_first", 5]]}    ->  {}
     {"op": "count", "id": 0}                                              ->  {"count": <requests received>}
     {"op": "reset", "id": 0}                                              ->  {}
 """
@@ -36,6 +37,9 @@ def main() -> None:
             emu = emus[cmd["id"]]
             if op == "script":
                 emu.script(*(getattr(steps, name)(*args) for name, *args in cmd["steps"]))
+            elif op == "chaos":
+                faults = [getattr(steps, name)(*args) for name, *args in cmd["steps"]]
+                emu.chaos(cmd["rate"], faults, seed=cmd.get("seed"))
             elif op == "down_for":
                 emu.down_for(cmd["seconds"])
             elif op == "count":

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from failover import Chunk, FailoverError, Result, Router
+from failover import Chunk, FailoverError, Result, Router, race
 from failover.emulator import Emulator
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
@@ -143,16 +144,22 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(autouse=True)
 def no_leaked_threads() -> Iterator[None]:
-    """Every test must leave no thread of ours running (watchdogs, clients)."""
+    """Every test must leave no thread of ours running (watchdogs, clients), and no pooled thread of
+    a hedged call still reading (the pool's idle threads stay for the next call)."""
     before = {t.ident for t in threading.enumerate()}
     yield
     gc.collect()
     leaked = [t for t in threading.enumerate()
-              if t.ident not in before and t.is_alive() and t.name.startswith("failover")]
+              if t.ident not in before and t.is_alive() and t.name.startswith("failover")
+              and not t.name.startswith("failover-race")]
     for t in leaked:
         t.join(timeout=2.0)
     still = [t.name for t in leaked if t.is_alive()]
+    give_up = time.monotonic() + 2.0
+    while race.reading() and time.monotonic() < give_up:
+        time.sleep(0.01)
     assert not still, f"threads left behind: {still}"
+    assert not race.reading(), f"{race.reading()} pooled threads still reading a hedged call's body"
 
 
 @pytest.fixture(scope="session")

@@ -22,10 +22,10 @@ from failover.providers.base import Fault
 from failover.types import Chunk, ToolCallDelta
 
 if TYPE_CHECKING:
-    from failover.planner import Route
     from failover.providers.base import CallTimeout, Decoder, Piece
     from failover.redact import Scrubber
     from failover.request import Request
+    from failover.route import Route
 
 @dataclass(frozen=True, slots=True)
 class Judge:
@@ -35,12 +35,15 @@ class Judge:
     admission: Admission
     verdict: Verdict
     decided: bool = False  # the attempt's first content was its success verdict already
+    first_chunk_s: float | None = None  # a first content's time from sending (kept with a shared breaker)
 
     def record(self, now: float) -> Judgement:
-        return self.route.breaker.record(self.admission, self.verdict, now, decided=self.decided)
+        return self.route.breaker.record(self.admission, self.verdict, now, decided=self.decided,
+                                         first_chunk_s=self.first_chunk_s)
 
     async def arecord(self, now: float) -> Judgement:
-        return await self.route.breaker.arecord(self.admission, self.verdict, now, decided=self.decided)
+        return await self.route.breaker.arecord(self.admission, self.verdict, now, decided=self.decided,
+                                                first_chunk_s=self.first_chunk_s)
 
 
 _NO_CHUNKS: list[Chunk] = []  # returned (never modified) when bytes complete no text
@@ -108,6 +111,7 @@ class LiveAttempt:
         "name",
         "number",
         "quiet_since",
+        "racing",
         "received",
         "request",
         "route",
@@ -146,6 +150,7 @@ class LiveAttempt:
         self.state: str | None = None  # the breaker's state after that verdict
         self.hedge = False  # started because another attempt was slow to send content
         self.stopped = False  # the planner is done with it: a driver drops what it still reads
+        self.racing = False  # read alongside other attempts (Open with race) until the planner adopts it
 
     def feed(self, data: bytes, now: float) -> list[Chunk]:
         """Bytes of the body in; the chunks for the caller out. Raises what the decoder raises for
@@ -167,7 +172,7 @@ class LiveAttempt:
         self.quiet_since = now
         if self.first_chunk_at is None:
             self.first_chunk_at = now
-            self.due = Judge(self.route, self.admission, Verdict.SUCCESS)
+            self.due = Judge(self.route, self.admission, Verdict.SUCCESS, first_chunk_s=now - self.started)
         chunks: list[Chunk] = []
         parts = self._transcript.parts
         for piece in pieces:

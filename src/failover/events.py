@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from failover.errors import Attempt
-    from failover.planner import Route
     from failover.policies.breaker import Change, Judgement
     from failover.policies.classify import Failure
     from failover.providers.base import Decoder
     from failover.request import Request
+    from failover.route import Route
     from failover.types import Result
 
 

@@ -19,13 +19,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from failover.errors import ConfigError
-from failover.planner import Route
 from failover.policies.breaker import Breaker
 from failover.policies.budget import RetryBudget
 from failover.policies.hedge import FirstChunks
 from failover.policies.retry import RetryPolicy
 from failover.providers import check_params, make_provider
 from failover.request import CAPABILITIES
+from failover.route import Route
 
 if TYPE_CHECKING:
     from failover.config import Config, ProviderConfig

@@ -12,6 +12,8 @@ clock (every method takes `now`). A driver asks `next(now)` what to do and perfo
     Read(until)           the attempts opened with `race` go on: wait for the next block or end of
                           one of them, or until `until` (a hedge is due), then ask `next` again
     Cancel(attempt)       stop it now, closing its connection (it lost a hedge race)
+    Adopt(attempt)        the race is over and this attempt is the one left: read it on inline, as an
+                          attempt opened without `race` (same reports), until its body ends
     Judge(route, ...)     record a breaker verdict; report with `judged(judgement, now)`
     Probe(route, ...)     start the breaker's background probe (failover.probe); do not wait for it
     Done(result, last)    yield the last chunks (what a continuation's seam held back), then finish
@@ -30,10 +32,10 @@ import logging
 import random
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from failover import outcome
+from failover.actions import Action, Admit, Adopt, Cancel, Done, Open, Probe, Raise, Read, Sleep
 from failover.attempt import Judge, LiveAttempt, Transcript, Truncated
 from failover.errors import Attempt, FailoverError, RequestRejected
 from failover.events import (
@@ -52,16 +54,15 @@ from failover.policies.resume import Seam, continuation
 from failover.policies.timeouts import Watch
 from failover.providers.base import CallTimeout
 from failover.redact import Scrubber
-from failover.request import CAPABILITIES, IMAGES, JSON_SCHEMA, TOOLS
+from failover.request import IMAGES, JSON_SCHEMA, TOOLS
+from failover.route import Route
 from failover.types import Chunk, Result
 
 if TYPE_CHECKING:
-    from failover.config import ProviderConfig
-    from failover.policies.breaker import Breaker, Change
-    from failover.policies.budget import RetryBudget
-    from failover.policies.retry import RetryPolicy
-    from failover.providers.base import Provider
+    from failover.policies.breaker import Change
     from failover.request import Request
+
+__all__ = ["Action", "Admit", "Adopt", "Cancel", "Done", "Open", "Planner", "Probe", "Raise", "Read", "Route", "Sleep"]
 
 log = logging.getLogger("failover")
 
@@ -73,72 +74,6 @@ _NEEDS = {TOOLS: "tools", IMAGES: "images", JSON_SCHEMA: "a JSON schema output"}
 # two generations, because a seam inside JSON or a tool call's arguments breaks it silently.
 STRUCTURED_PARAMS = frozenset({"response_format", "tools", "tool_choice", "functions", "output_format",
                                "output_config"})
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One provider of the chain with its policies; built once per router."""
-
-    provider: Provider
-    config: ProviderConfig
-    retry: RetryPolicy
-    breaker: Breaker
-    budget: RetryBudget | None = None  # the provider's retry budget, shared by the router's calls
-    capabilities: frozenset[str] = frozenset(CAPABILITIES)  # what requests it can take (DESIGN §2)
-    first_chunks: FirstChunks | None = None  # its recent first-chunk times (hedge: after: auto)
-
-    @property
-    def name(self) -> str:
-        return self.provider.name
-
-
-# ---- actions ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Sleep:
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Admit:
-    route: Route
-
-
-@dataclass(frozen=True, slots=True)
-class Open:
-    attempt: LiveAttempt
-    race: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Read:
-    until: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    attempt: LiveAttempt
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    route: Route
-    admission: Admission
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    result: Result
-    last: tuple[Chunk, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Raise:
-    error: FailoverError
-
-
-Action = Sleep | Admit | Open | Read | Cancel | Judge | Probe | Done | Raise
 
 
 # ---- the planner ------------------------------------------------------------------------------
@@ -218,20 +153,24 @@ class Planner:
         return self._raise(outcome.given_up(None, self.transcript, self.attempts, self._cut, self._last_failure))
 
     def _racing(self, now: float) -> Action:
-        """Attempts are live (in a race): start a hedge when one is due, else read on."""
-        if self._hedge_at is None or now < self._hedge_at:
-            return Read(self._hedge_at)
-        while self._hedge_from < len(self.routes):  # the next eligible provider
-            index = self._hedge_from
-            self._hedge_from += 1
-            route = self.routes[index]
-            skip = self._skip_reason(route, now)
-            if skip is None:
-                self._asking = (route, index, True)
-                return Admit(route)
-            self._skipped(route, *skip)
-        self._hedge_at = None  # nowhere to hedge to
-        return Read(None)
+        """Attempts are live (in a race): start a hedge when one is due, else read on. When one attempt
+        is left and no hedge can come, the race is over: the driver reads it inline from then on."""
+        if self._hedge_at is not None and now >= self._hedge_at:
+            while self._hedge_from < len(self.routes):  # the next eligible provider
+                index = self._hedge_from
+                self._hedge_from += 1
+                route = self.routes[index]
+                skip = self._skip_reason(route, now)
+                if skip is None:
+                    self._asking = (route, index, True)
+                    return Admit(route)
+                self._skipped(route, *skip)
+            self._hedge_at = None  # nowhere to hedge to
+        if self._hedge_at is None and len(self._live) == 1 and self._live[0].racing:
+            live = self._live[0]
+            live.racing = False
+            return Adopt(live)
+        return Read(self._hedge_at)
 
     def admitted(self, admission: Admission, now: float) -> None:
         if self._asking is None:
@@ -295,7 +234,8 @@ class Planner:
                                            self._last_failure, admission.probe, hedge))
         self._changes(admission.changes)
         self._backoff = 0.0
-        return Open(live, race=self._plan_hedge(live, now) or len(self._live) > 1)
+        live.racing = self._plan_hedge(live, now) or len(self._live) > 1
+        return Open(live, race=live.racing)
 
     def _plan_hedge(self, live: LiveAttempt, now: float) -> bool:
         """Set when to hedge this attempt; False when it will not be hedged."""

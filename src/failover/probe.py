@@ -26,7 +26,7 @@ from failover.providers.base import CallTimeout
 from failover.validate import build_request
 
 if TYPE_CHECKING:
-    from failover.planner import Route
+    from failover.route import Route
 
 log = logging.getLogger("failover.breaker")
 

@@ -14,9 +14,10 @@ from failover.config import Config, load_config, parse_config
 from failover.errors import ConfigError
 from failover.events import Fanout, Listener, Observer
 from failover.fleet import ConfigWatcher, RouteBuilder
-from failover.planner import Planner, Route
+from failover.planner import Planner
 from failover.policies.breaker import Breaker
 from failover.redact import Scrubber
+from failover.route import Route
 from failover.stream import AsyncChatStream, ChatStream
 from failover.telemetry import Telemetry
 from failover.types import Result

@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
+from failover.actions import Admit, Adopt, Cancel, Done, Open, Probe, Read, Sleep
 from failover.attempt import Judge
 from failover.errors import Attempt
 from failover.events import Observer
-from failover.planner import Admit, Cancel, Done, Open, Planner, Probe, Read, Sleep
+from failover.planner import Planner
 from failover.probe import start_probe
 from failover.race import TaskReaders, ThreadReaders
 from failover.types import Chunk, Result
@@ -87,12 +88,17 @@ class ChatStream(_StreamBase):
             while True:
                 action = planner.next(monotonic())
                 _report(planner, observer)
-                if isinstance(action, Open) and not action.race:
+                if (isinstance(action, Open) and not action.race) or isinstance(action, Adopt):
                     live = action.attempt
                     body: Any = None
+                    blocks: Iterable[bytes]
                     try:
-                        body = live.route.provider.open(live.request, live.timeout, live.watch)
-                        for data in body:
+                        if isinstance(action, Adopt):  # the race is over: read the one left inline
+                            assert readers is not None
+                            body, blocks = readers.detach(live)
+                        else:
+                            body = blocks = live.route.provider.open(live.request, live.timeout, live.watch)
+                        for data in blocks:
                             chunks = live.feed(data, monotonic())
                             if live.due is not None:  # its first content: the provider's success
                                 planner.serving(live, live.due.record(monotonic()), monotonic())
@@ -130,7 +136,7 @@ class ChatStream(_StreamBase):
                         for chunk in chunks:
                             yield chunk
                             live.resume(monotonic())
-                        readers.more(live)
+                        readers.consumed(live)
                 elif isinstance(action, Admit):
                     planner.admitted(action.route.breaker.admit(monotonic()), monotonic())
                 elif isinstance(action, Judge):
@@ -190,12 +196,17 @@ class AsyncChatStream(_StreamBase):
             while True:
                 action = planner.next(monotonic())
                 _report(planner, observer)
-                if isinstance(action, Open) and not action.race:
+                if (isinstance(action, Open) and not action.race) or isinstance(action, Adopt):
                     live = action.attempt
                     body: Any = None
+                    ablocks: AsyncIterable[bytes]
                     try:
-                        body = await live.route.provider.aopen(live.request, live.timeout, live.watch)
-                        async for data in body:
+                        if isinstance(action, Adopt):  # the race is over: read the one left inline
+                            assert readers is not None
+                            body, ablocks = await readers.detach(live)
+                        else:
+                            body = ablocks = await live.route.provider.aopen(live.request, live.timeout, live.watch)
+                        async for data in ablocks:
                             chunks = live.feed(data, monotonic())
                             if live.due is not None:  # its first content: the provider's success
                                 planner.serving(live, await live.due.arecord(monotonic()), monotonic())
@@ -233,7 +244,7 @@ class AsyncChatStream(_StreamBase):
                         for chunk in chunks:
                             yield chunk
                             live.resume(monotonic())
-                        readers.more(live)
+                        readers.consumed(live)
                 elif isinstance(action, Admit):
                     planner.admitted(await action.route.breaker.aadmit(monotonic()), monotonic())
                 elif isinstance(action, Judge):

@@ -13,17 +13,19 @@ from typing import Any
 import pytest
 
 from failover import AllProvidersFailed, RequestRejected, StreamInterrupted
+from failover.actions import Admit, Adopt, Cancel, Done, Open, Probe, Raise, Read, Sleep
 from failover.attempt import Judge, LiveAttempt
 from failover.config import parse_config
 from failover.errors import FailoverError
 from failover.events import AttemptEnded, AttemptStarted, BreakerChanged, ProviderSkipped
-from failover.planner import Admit, Cancel, Done, Open, Planner, Probe, Raise, Read, Route, Sleep
+from failover.planner import Planner
 from failover.policies.breaker import Breaker, Verdict
 from failover.policies.budget import RetryBudget
 from failover.policies.retry import RetryPolicy
 from failover.providers.base import Decoder, Fault, Provider
 from failover.providers.openai import OpenAIDecoder
 from failover.redact import Scrubber
+from failover.route import Route
 from failover.types import Chunk, Result
 from failover.validate import build_request
 
@@ -138,6 +140,7 @@ class Run:
     requests: list[Any]
     cancelled: list[str] = field(default_factory=list)  # attempts that lost a hedge race
     probes: list[str] = field(default_factory=list)  # background probes started
+    adopted: list[str] = field(default_factory=list)  # racing attempts read inline once the race was over
 
     def summary(self) -> list[tuple[str, str, str | None]]:
         attempts = (self.result or self.error).attempts  # type: ignore[union-attr]
@@ -208,6 +211,16 @@ def drive(script: dict[str, list[Outcome]], cfg: dict[str, Any] | None = None, *
                 live.resume(clock.now)
         return True
 
+    def inline(live: LiveAttempt, items: list[tuple[float, bytes | Fault | None]]) -> bool:
+        """The driver reads the attempt to its end; False once the caller broke off."""
+        for t, got in items:
+            clock.now = max(clock.now, t)
+            if not take(live, got):
+                return False
+            if got is None or isinstance(got, Fault):
+                break
+        return True
+
     for _ in range(500):
         action = planner.next(clock.now)
         run.events += planner.take_events()
@@ -228,15 +241,15 @@ def drive(script: dict[str, list[Outcome]], cfg: dict[str, Any] | None = None, *
                 for t, got in items:
                     heapq.heappush(pending, (t, next(order), live, got))
                 continue
-            broke = False
-            for t, got in items:  # inline: the driver reads it to its end
-                clock.now = max(clock.now, t)
-                if not take(live, got):
-                    broke = True
-                    break
-                if got is None or isinstance(got, Fault):
-                    break
-            if broke:
+            if not inline(live, items):
+                break
+        elif isinstance(action, Adopt):
+            live = action.attempt
+            run.adopted.append(live.name)
+            mine = sorted(p for p in pending if p[2] is live)
+            pending = [p for p in pending if p[2] is not live]
+            heapq.heapify(pending)
+            if not inline(live, [(t, got) for t, _, _, got in mine]):
                 break
         elif isinstance(action, Read):
             if pending and (action.until is None or pending[0][0] <= action.until):
@@ -517,7 +530,7 @@ def test_a_silent_primary_is_hedged_and_the_hedge_wins() -> None:
     run = drive({"a": [slow(5.0)], "b": [slow(0.2)]}, hedged(after=1.0))
     assert run.result is not None and run.result.provider == "b" and run.result.text == TEXT
     assert run.summary() == [("a", "hedged", None), ("b", "ok", None)]
-    assert run.cancelled == ["a"]
+    assert run.cancelled == ["a"] and run.adopted == ["b"]  # the winner is read inline once a is cancelled
     a, b = run.result.attempts
     assert b.hedge and not a.hedge
     assert run.routes[0].breaker.fail_counter == 0  # a hedged attempt is no failure
@@ -531,12 +544,13 @@ def test_the_primary_may_still_win_after_the_hedge_started() -> None:
     run = drive({"a": [slow(1.5)], "b": [slow(3.0)]}, hedged(after=1.0))
     assert run.result is not None and run.result.provider == "a"
     assert run.summary() == [("b", "hedged", None), ("a", "ok", None)]
-    assert run.cancelled == ["b"]
+    assert run.cancelled == ["b"] and run.adopted == ["a"]
 
 
 def test_no_hedge_when_content_arrives_in_time() -> None:
     run = drive({"a": [slow(0.5)]}, hedged(after=1.0))
     assert run.summary() == [("a", "ok", None)] and run.opened == [("a", False)]
+    assert run.adopted == ["a"]  # opened to race, read inline from its first chunk on
 
 
 def test_both_fail_then_the_call_goes_on_past_them() -> None:
@@ -584,9 +598,12 @@ def test_auto_waits_half_of_first_token_until_it_knows_the_provider() -> None:
     for i in range(100):
         chunks.add(0.2 + i * 0.001)
     assert 0.29 <= hedge_delay(settings, chunks, first_token=10.0) <= 0.3  # its p95
-    for _ in range(100):
-        chunks.add(9.0)
-    assert hedge_delay(settings, chunks, first_token=10.0) == 5.0  # never past half of first_token
+    for i in range(100):
+        chunks.add(2.0 if i % 10 else 9.0)  # a tenth of the calls slow: hedged at three medians
+    assert hedge_delay(settings, chunks, first_token=10.0) == 5.0  # ...but never past half of first_token
+    for i in range(100):
+        chunks.add(0.3 if i % 10 else 9.0)
+    assert hedge_delay(settings, chunks, first_token=10.0) == pytest.approx(0.9)
     assert hedge_delay(HedgeSettings(after=0.7), chunks, first_token=10.0) == 0.7
 
 

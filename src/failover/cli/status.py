@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from failover.config import Config
+from failover.config import Config, ProviderConfig
+from failover.policies.hedge import FirstChunks, hedge_delay
 from failover.policies.redis_store import (
     REDIS_MISSING,
     RedisBreakerStore,
@@ -36,6 +37,22 @@ def _probe(snap: SharedSnapshot) -> str:
     return "-"
 
 
+def _first_chunks(p: ProviderConfig, samples: tuple[float, ...] | None) -> tuple[str, str]:
+    """The fleet's first-chunk p50/p95 (None: not shared) and the hedge delay they give."""
+    hedge = p.hedge
+    if samples is None:
+        return "(per process)", "off" if hedge is None else f"{hedge.after}" + ("" if hedge.after == "auto" else "s")
+    chunks = FirstChunks()
+    for seconds in samples:
+        chunks.add(seconds)
+    p50, p95 = chunks.percentile(50), chunks.percentile(95)
+    seen = "-" if p50 is None or p95 is None else f"{p50:.2f}s / {p95:.2f}s ({len(chunks)})"
+    if hedge is None:
+        return seen, "off"
+    delay = hedge_delay(hedge, chunks, p.timeouts.first_token)
+    return seen, f"{delay:.2f}s" + (" (auto)" if hedge.after == "auto" else "")
+
+
 def status_report(config: Config) -> tuple[str, int]:
     """The text `failover status` prints and its exit code (1 when a Redis storage is unusable)."""
     lines = [f"config: {config.source}"]
@@ -50,7 +67,7 @@ def status_report(config: Config) -> tuple[str, int]:
         for p in config.providers:
             url = p.breaker.storage
             if url == "memory":
-                rows.append((p.name, "(per process)", "", "", "memory"))
+                rows.append((p.name, "(per process)", "", "", *_first_chunks(p, None), "memory"))
                 if MEMORY_NOTE not in notes:
                     notes.append(MEMORY_NOTE)
                 continue
@@ -61,15 +78,17 @@ def status_report(config: Config) -> tuple[str, int]:
             snap = RedisBreakerStore(link, prefix).snapshot(p.breaker.reset_timeout)
             where = f"{mask_url(url)} {prefix}"
             if snap is None:
-                rows.append((p.name, "(unknown)", "", "", f"{where}: Redis unreachable"))
+                rows.append((p.name, "(unknown)", "", "", "", "", f"{where}: Redis unreachable"))
                 code = 1
                 continue
             trips = f", opened {snap.trips}x" if snap.trips else ""
-            rows.append((p.name, snap.state, f"{snap.failures}/{p.breaker.fail_max}{trips}", _probe(snap), where))
+            rows.append((p.name, snap.state, f"{snap.failures}/{p.breaker.fail_max}{trips}", _probe(snap),
+                         *_first_chunks(p, snap.first_chunks), where))
     finally:
         for link in links.values():
             link.close()
-    header = ("provider", "state", "failures", "next probe", "storage / keys")
+    header = ("provider", "state", "failures", "next probe", "first chunk p50 / p95", "hedge after",
+              "storage / keys")
     table = [header, *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     for row in table:

@@ -27,6 +27,7 @@ from failover.config.schema import (
     BreakerSettings,
     Capabilities,
     Config,
+    HedgeSettings,
     ProviderConfig,
     ProviderSettings,
     RetryBudgetSettings,
@@ -44,6 +45,7 @@ SECTIONS: dict[type[BaseModel], str] = {
     RetryBudgetSettings: "retry.budget",
     BreakerSettings: "breaker",
     TimeoutSettings: "timeouts",
+    HedgeSettings: "hedge",
     Capabilities: "capabilities",
     TelemetrySettings: "telemetry",
 }

@@ -180,15 +180,15 @@ def _hedge_after(value: Any) -> Any:
 
 
 class HedgeSettings(BaseModel):
-    """Hedged first chunk (see hedging.md): when an attempt has sent no content `after` seconds after it
+    """Hedged first chunk (see [hedging.md](hedging.md)): when an attempt has sent no content `after` seconds after it
     was sent, the next eligible provider is started too; the first to send content wins and the other
     is cancelled. Only before the first content of an answer, never for a continuation."""
 
     model_config = SETTINGS
 
     after: Annotated[float | Literal["auto"], BeforeValidator(_hedge_after), Rule("seconds > 0, or `auto`")] = Field(
-        default="auto", description="seconds, or `auto`: the provider's recent first-chunk p95 (at least 0.05 s, at "
-        "most half of `first_token`; `first_token / 2` until 20 first chunks were seen)")
+        default="auto", description="seconds, or `auto`: from the provider's last 100 first chunks, their p95 but at "
+        "most 3 medians, at least 0.05 s, at most half of `first_token` (`first_token / 2` until 20 were seen)")
     max: Annotated[Count, Field(ge=1, le=3)] = Field(default=1, description="extra attempts a call may start")
 
 

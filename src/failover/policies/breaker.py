@@ -195,21 +195,23 @@ class Breaker:
 
     # ---- verdicts
 
-    def record(self, admission: Admission, verdict: Verdict, now: float, *, decided: bool = False) -> Judgement:
+    def record(self, admission: Admission, verdict: Verdict, now: float, *, decided: bool = False,
+               first_chunk_s: float | None = None) -> Judgement:
         """Record one attempt's verdict; the state after it and the transitions it caused. `decided`:
-        the attempt had a verdict already (its first content), and now failed after all."""
+        the attempt had a verdict already (its first content), and now failed after all.
+        `first_chunk_s`: a success's time to its first content, kept in Redis for `failover status`."""
         shared = self.shared
         if shared is not None:
-            got = shared.record(verdict.value, decided, admission.token, self.settings)
+            got = shared.record(verdict.value, decided, admission.token, self.settings, first_chunk_s)
             if got is not None:
                 return self._shared_judgement(got, admission)
         return self._record_local(admission, verdict, now, decided)
 
     async def arecord(self, admission: Admission, verdict: Verdict, now: float, *,
-                      decided: bool = False) -> Judgement:
+                      decided: bool = False, first_chunk_s: float | None = None) -> Judgement:
         shared = self.shared
         if shared is not None:
-            got = await shared.arecord(verdict.value, decided, admission.token, self.settings)
+            got = await shared.arecord(verdict.value, decided, admission.token, self.settings, first_chunk_s)
             if got is not None:
                 return self._shared_judgement(got, admission)
         return self._record_local(admission, verdict, now, decided)

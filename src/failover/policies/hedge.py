@@ -2,10 +2,11 @@
 the next provider (DESIGN §10).
 
 `after: <seconds>` is used as it is. `after: auto` follows the provider's recent first-chunk times
-(`FirstChunks`, the last `SAMPLES` first chunks this process saw from it): their p95, at least
-`FLOOR`, at most half of `first_token`; with fewer than `MIN_SAMPLES` seen, half of `first_token`.
-So a provider that is slow but healthy is hedged only on its slowest few percent of calls, and one
-that never answers costs a caller half its `first_token`, not all of it.
+(`FirstChunks`, the last `SAMPLES` first chunks this process saw from it): their p95, but at most
+`MEDIANS` times their median, at least `FLOOR`, at most half of `first_token`; with fewer than
+`MIN_SAMPLES` seen, half of `first_token`. So a provider that is slow but healthy is hedged only on
+its slowest few percent of calls; one slow on a tenth of them (whose p95 *is* the slow time) is
+hedged at three medians; one that never answers costs a caller half its `first_token`, not all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from failover.config import HedgeSettings
 SAMPLES = 100
 MIN_SAMPLES = 20
 FLOOR = 0.05
+MEDIANS = 3.0
 
 
 class FirstChunks:
@@ -50,5 +52,8 @@ def hedge_delay(settings: HedgeSettings, first_chunks: FirstChunks, first_token:
     if settings.after != "auto":
         return settings.after
     cap = first_token / 2
-    p95 = first_chunks.percentile(95) if len(first_chunks) >= MIN_SAMPLES else None
-    return cap if p95 is None else min(max(p95, FLOOR), cap)
+    if len(first_chunks) < MIN_SAMPLES:
+        return cap
+    p95, p50 = first_chunks.percentile(95), first_chunks.percentile(50)
+    assert p95 is not None and p50 is not None
+    return min(max(min(p95, MEDIANS * p50), FLOOR), cap)

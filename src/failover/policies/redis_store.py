@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from failover.policies.hedge import SAMPLES
 from failover.redact import mask_url
 
 if TYPE_CHECKING:
@@ -112,10 +113,15 @@ end
 return {'half-open', math.max(redis.call('PTTL', KEYS[3]), 0), 0}
 """
 
-# KEYS: state, fail_counter, probe, opened_at, trips, admitted, decided, decided_at_run.
-# ARGV: token, verdict (success | failure | none), 1 if the attempt was decided before, fail_max, failure_rate.
+# KEYS: state, fail_counter, probe, opened_at, trips, admitted, decided, decided_at_run, first_chunks.
+# ARGV: token, verdict (success | failure | none), 1 if the attempt was decided before, fail_max, failure_rate,
+# the first chunk's ms ('' when none), how many first chunks to keep.
 # -> {state after, consecutive failures, 1 if this verdict opened the breaker}
 RECORD = _NOW_MS + """
+if ARGV[6] ~= '' then
+  redis.call('LPUSH', KEYS[9], ARGV[6])
+  redis.call('LTRIM', KEYS[9], 0, tonumber(ARGV[7]) - 1)
+end
 local mine = ARGV[1] ~= '' and redis.call('GET', KEYS[3]) == ARGV[1]
 if mine then redis.call('DEL', KEYS[3]) end
 if ARGV[3] ~= '1' then
@@ -153,15 +159,16 @@ end
 return {'closed', count, 0}
 """
 
-# KEYS: state, fail_counter, opened_at, probe, trips. ARGV: reset_timeout ms.
-# -> {state, failures, ms until a probe is due, probe lease ms left (-2: none), trips, opened_at ms}
+# KEYS: state, fail_counter, opened_at, probe, trips, first_chunks. ARGV: reset_timeout ms.
+# -> {state, failures, ms until a probe is due, probe lease ms left (-2: none), trips, opened_at ms,
+#     recent first chunks in ms}
 SNAPSHOT = _NOW_MS + """
 local state = redis.call('GET', KEYS[1]) or 'closed'
 local opened = tonumber(redis.call('GET', KEYS[3]) or '0')
 local wait = 0
 if state == 'open' then wait = math.max(opened + tonumber(ARGV[1]) - now, 0) end
 return {state, tonumber(redis.call('GET', KEYS[2]) or '0'), wait, redis.call('PTTL', KEYS[4]),
-        tonumber(redis.call('GET', KEYS[5]) or '0'), opened}
+        tonumber(redis.call('GET', KEYS[5]) or '0'), opened, redis.call('LRANGE', KEYS[6], 0, -1)}
 """
 
 _SCRIPTS = {"admit": ADMIT, "record": RECORD, "snapshot": SNAPSHOT}
@@ -348,6 +355,7 @@ class SharedSnapshot:
     probe_lease: float | None  # seconds left on the lease of a probe in flight
     trips: int
     opened_at: datetime | None
+    first_chunks: tuple[float, ...] = ()  # the fleet's recent first-chunk times, seconds (newest first)
 
 
 def _text(value: Any) -> str:
@@ -372,8 +380,9 @@ class RedisBreakerStore:
         k = self._key
         self._admit_keys = [k("state"), k("opened_at"), k("probe"), k("admitted")]
         self._record_keys = [k("state"), k("fail_counter"), k("probe"), k("opened_at"), k("trips"), k("admitted"),
-                             k("decided"), k("decided_at_run")]
-        self._snapshot_keys = [k("state"), k("fail_counter"), k("opened_at"), k("probe"), k("trips")]
+                             k("decided"), k("decided_at_run"), k("first_chunks")]
+        self._snapshot_keys = [k("state"), k("fail_counter"), k("opened_at"), k("probe"), k("trips"),
+                               k("first_chunks")]
 
     def _key(self, field: str) -> str:
         return f"{self.prefix}:{field}"
@@ -403,21 +412,23 @@ class RedisBreakerStore:
     # verdicts
 
     @staticmethod
-    def _record_args(verdict: str, decided: bool, token: str | None, settings: BreakerSettings) -> list[Any]:
-        return [token or "", verdict, int(decided), settings.fail_max, settings.failure_rate]
+    def _record_args(verdict: str, decided: bool, token: str | None, settings: BreakerSettings,
+                     first_chunk_s: float | None) -> list[Any]:
+        first = "" if first_chunk_s is None else _ms(first_chunk_s)
+        return [token or "", verdict, int(decided), settings.fail_max, settings.failure_rate, first, SAMPLES]
 
     @staticmethod
     def _judgement(got: Any) -> SharedJudgement | None:
         return None if got is None else SharedJudgement(_text(got[0]), int(got[1]), bool(got[2]))
 
-    def record(self, verdict: str, decided: bool, token: str | None,
-               settings: BreakerSettings) -> SharedJudgement | None:
-        args = self._record_args(verdict, decided, token, settings)
+    def record(self, verdict: str, decided: bool, token: str | None, settings: BreakerSettings,
+               first_chunk_s: float | None = None) -> SharedJudgement | None:
+        args = self._record_args(verdict, decided, token, settings, first_chunk_s)
         return self._judgement(self.link.run("record", self._record_keys, args))
 
-    async def arecord(self, verdict: str, decided: bool, token: str | None,
-                      settings: BreakerSettings) -> SharedJudgement | None:
-        args = self._record_args(verdict, decided, token, settings)
+    async def arecord(self, verdict: str, decided: bool, token: str | None, settings: BreakerSettings,
+                      first_chunk_s: float | None = None) -> SharedJudgement | None:
+        args = self._record_args(verdict, decided, token, settings, first_chunk_s)
         return self._judgement(await self.link.arun("record", self._record_keys, args))
 
     # reading
@@ -430,7 +441,8 @@ class RedisBreakerStore:
         return SharedSnapshot(
             state=_text(got[0]), failures=int(got[1]), probe_in=int(got[2]) / 1000,
             probe_lease=lease / 1000 if lease >= 0 else None, trips=int(got[4]),
-            opened_at=datetime.fromtimestamp(opened / 1000, UTC) if opened else None)
+            opened_at=datetime.fromtimestamp(opened / 1000, UTC) if opened else None,
+            first_chunks=tuple(int(ms) / 1000 for ms in got[6]))
 
     def __repr__(self) -> str:
         return f"<RedisBreakerStore {mask_url(self.link.url)} {self.prefix}>"

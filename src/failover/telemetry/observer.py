@@ -90,7 +90,8 @@ def instruments() -> Instruments:
                         explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS),
                     attempts=meter.create_counter(
                         sc.METRIC_ATTEMPTS, unit="{attempt}",
-                        description="Attempts by provider, outcome (ok, error, cancelled, skipped) and error.type"),
+                        description="Attempts by provider, outcome (ok, error, cancelled, skipped, hedged, probe) "
+                                    "and error.type"),
                 )
     return _instruments
 
