@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 
-from benchmarks import concurrency, failover_latency, memory, outage, streaming
+from benchmarks import concurrency, failover_latency, memory, outage, startup, streaming
 from benchmarks.common import Emulators, Row, print_table
 
 FIGURES = {
@@ -17,6 +17,7 @@ FIGURES = {
     "memory": memory.run,  # 4
     "failover": failover_latency.run,  # 5
     "outage": outage.run,  # 6
+    "startup": startup.run,  # 7
 }
 
 
