@@ -101,9 +101,11 @@ def _otlp(endpoint: str) -> str:
     return target
 
 
-def run_demo(out: TextIO = sys.stdout, *, color: bool | None = None, chunk_delay: float = 0.03,
+def run_demo(out: TextIO | None = None, *, color: bool | None = None, chunk_delay: float = 0.03,
              reset_timeout: float = 3.0, otlp: str | None = None) -> None:
-    """`otlp`: export the traces over OTLP/gRPC to this endpoint ("" for the default one)."""
+    """`out`: sys.stdout when the demo runs (not when this module was imported). `otlp`: export the
+    traces over OTLP/gRPC to this endpoint ("" for the default one)."""
+    out = sys.stdout if out is None else out
     p = Printer(out, out.isatty() if color is None else color)
     target = _otlp(otlp) if otlp is not None else None
     try:
