@@ -113,7 +113,6 @@ def test_the_documents_have_blocks_of_every_kind() -> None:
 class Workspace:
     dir: Path
     env: dict[str, str]
-    emulators: dict[str, Emulator]
     collector: Any = None  # the OTLP receiver of a block that needs one
     background: list[tuple[list[str], subprocess.Popen[str], int]] = field(default_factory=list)
 
@@ -194,7 +193,7 @@ def workspace(request: pytest.FixtureRequest, emu: dict[str, Emulator], tmp_path
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         monkeypatch.chdir(tmp_path)
-        ws = Workspace(tmp_path, env, emu, coll)
+        ws = Workspace(tmp_path, env, coll)
         try:
             yield ws
         finally:

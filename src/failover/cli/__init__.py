@@ -16,8 +16,8 @@ from typing import TypeAlias
 
 from failover import __version__
 
-# The exit statuses of every command (README, "The command line").
-OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
+# Exit statuses every command shares (docs/cli.md); each command returns its own 0 or 1.
+USAGE, INTERRUPTED = 2, 130  # an invalid config or option; Ctrl-C
 
 Command = Callable[[argparse.Namespace], int]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
