@@ -247,7 +247,7 @@ def test_emulate_serves_the_faults_writes_a_config_and_stops_on_ctrl_c(tmp_path)
 
 def test_emulate_rejects_a_bad_fault_by_name(capsys) -> None:
     assert main(["emulate", "--fault", "gemini=503"]) == 2
-    assert "write openai=SPEC or anthropic=SPEC" in capsys.readouterr().err
+    assert "no provider named 'gemini'; providers: openai, anthropic" in capsys.readouterr().err
     assert main(["emulate", "--fault", "openai=503x"]) == 2
     assert "--fault openai=503x" in capsys.readouterr().err
 

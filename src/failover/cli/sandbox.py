@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from failover.cli.emulate import fault_specs
 from failover.cli.printer import WEATHER, Printer, settings_line
 from failover.config import Config, load_config, parse_config
 from failover.emulator import DEFAULT_ANSWER, Emulator, parse_faults
@@ -41,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
     for override in args.overrides:
         apply_override(mapping, override)
     checked = parse_config(mapping, source=source)  # the overrides too, before anything starts
-    specs = _faults(args.fault, [provider.name for provider in checked.providers])
+    try:
+        specs = fault_specs(args.fault, [provider.name for provider in checked.providers])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     p = Printer(sys.stdout, sys.stdout.isatty())
     with contextlib.ExitStack() as stack:
         emus = {provider.name: stack.enter_context(Emulator(provider.type, chunk_delay=args.chunk_delay))
@@ -126,24 +130,6 @@ def _index(entries: list[Any], part: str) -> int | None:
         if isinstance(entry, dict) and entry.get("name") == part:
             return i
     return None
-
-
-def _faults(specs: list[str], names: list[str]) -> dict[str, str]:
-    """`--fault NAME=SPEC` options by provider name (the spec is checked by parse_faults)."""
-    out: dict[str, str] = {}
-    for option in specs:
-        name, eq, spec = option.partition("=")
-        if not eq or ":" in name:
-            raise ConfigError(f"--fault {option!r}: write NAME=SPEC with a provider's name, e.g. openai=503x2")
-        if name not in names:
-            raise ConfigError(f"--fault {option!r}: no provider named {name!r}; providers: {', '.join(names)}")
-        out[name] = f"{out[name]},{spec}" if name in out else spec
-    for name, spec in out.items():
-        try:
-            parse_faults(spec)
-        except ValueError as e:
-            raise ConfigError(f"--fault {name}={spec}: {e}") from None
-    return out
 
 
 def emulated(mapping: dict[str, Any], urls: dict[str, str]) -> dict[str, Any]:
