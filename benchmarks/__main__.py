@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 
-from benchmarks import concurrency, failover_latency, hedging, memory, outage, streaming
+from benchmarks import concurrency, failover_latency, hedging, memory, outage, startup, streaming
 from benchmarks.common import Emulators, Row, print_table
 
 FIGURES = {
@@ -17,7 +17,8 @@ FIGURES = {
     "memory": memory.run,  # 4
     "failover": failover_latency.run,  # 5
     "outage": outage.run,  # 6
-    "hedging": hedging.run,  # 7
+    "startup": startup.run,  # 7
+    "hedging": hedging.run,  # 8
 }
 
 

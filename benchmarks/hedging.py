@@ -1,13 +1,13 @@
-"""Figure 7: never waiting on a sick provider (DESIGN §10), each measured side by side in the same run.
+"""Figure 8: never waiting on a sick provider (DESIGN §10), each measured side by side in the same run.
 
-7a. A primary that never answers (`first_token` 10 s), hedge after 1 s: the caller's first chunk,
+8a. A primary that never answers (`first_token` 10 s), hedge after 1 s: the caller's first chunk,
     hedging on against off.
-7b. A primary slow on 10 % of its calls (5 s to the first chunk), 200 asyncio callers: p99 time to
+8b. A primary slow on 10 % of its calls (5 s to the first chunk), 200 asyncio callers: p99 time to
     the first chunk with `hedge: {after: auto}` against off, and the extra requests it cost.
-7c. A primary down for 4 s, then recovered, 20 calls a second: callers that paid for a failed probe,
+8c. A primary down for 4 s, then recovered, 20 calls a second: callers that paid for a failed probe,
     requests to the down primary, and the time until traffic is back on it, with `breaker.probe:
     background` against `request`.
-7d. What hedging costs a healthy stream (it never starts): CPU per 500-chunk stream and per one-chunk
+8d. What hedging costs a healthy stream (it never starts): CPU per 500-chunk stream and per one-chunk
     call with `hedge` configured against not, sync (a reader thread per attempt) and asyncio.
 """
 
@@ -68,7 +68,7 @@ def _silent(emus: Emulators, quick: bool) -> list[Row]:
         on.close()
         off.close()
         primary.reset()
-    fig = "7a primary never answers"
+    fig = "8a primary never answers"
     hedged, plain = median(with_hedge), median(without)
     return [Row(fig, "first chunk (hedge after 1 s)", f"{hedged:.2f} s", f"{plain:.2f} s (off)",
                 f"{hedged / plain:.3f}×", "≈ 1 s + fallback", hedged < 1.5)]
@@ -114,7 +114,7 @@ def _slow_tail(emus: Emulators, quick: bool) -> list[Row]:
         finally:
             router.close()
         out[label] = (firsts, primary.count() + fallback.count() - warmup)
-    fig = f"7b primary slow on 10 %, {calls} calls at {rate:g}/s"
+    fig = f"8b primary slow on 10 %, {calls} calls at {rate:g}/s"
     (auto, auto_requests), (off, off_requests) = out["auto"], out["off"]
     return [
         Row(fig, "first chunk p99 (auto vs off)", f"{percentile(auto, 99):.2f} s", f"{percentile(off, 99):.2f} s",
@@ -163,7 +163,7 @@ def _recovery(emus: Emulators, quick: bool) -> list[Row]:
             router.close()
         back_at = (served_by_primary_since - started - down) if served_by_primary_since else float("nan")
         rows.append((mode, paid, seen["while_down"], back_at))
-    fig = f"7c down {down:g} s then back, 20 calls/s"
+    fig = f"8c down {down:g} s then back, 20 calls/s"
     (_, bg_paid, bg_hits, bg_back), (_, rq_paid, rq_hits, rq_back) = rows
     return [
         Row(fig, "callers that paid a failed probe", f"{bg_paid}", f"{rq_paid} (request)", "",
@@ -191,7 +191,7 @@ def _cost(emus: Emulators, quick: bool) -> list[Row]:
             loop.close()
             on.close()
             off.close()
-        fig = f"7d hedge configured, not started, {label}"
+        fig = f"8d hedge configured, not started, {label}"
         for mode, (x, y) in (("sync", (a, b)), ("asyncio", (aa, ab))):
             rows.append(ratio_row(fig, f"CPU, {mode} (on vs off)", median([s.cpu for s in x]),
                                   median([s.cpu for s in y]), "ms", 1e3, digits=2))

@@ -87,4 +87,26 @@ def test_demo_tells_the_whole_failover_story():
     served = [line.split("served by ")[1].split()[0] for line in text.splitlines() if "served by" in line]
     assert served[0] == "openai" and "anthropic" in served and served[-2] == "openai"
     assert "timeout_idle" in text and served[-1] == "anthropic"  # scene 7: stalled, continued elsewhere
-    assert "resumed: one answer from 2 providers; exactly the whole answer, nothing repeated or lost: yes" in text
+    assert "resumed (Result.resumed): one answer from 2 provider(s)" in text
+    assert "nothing repeated or lost: yes" in text
+
+
+def test_demo_shows_every_number_it_claims():
+    out = failover("demo", "--chunk-delay", "0", "--reset-timeout", "0.5", timeout=120)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    # its settings, since they differ from config.yaml's
+    assert "max_attempts=2" in text and "fail_max=3 reset_timeout=0.5s" in text and "idle=2s" in text
+    scene2 = text[text.index("== 2."):text.index("== 3.")]
+    assert "(Retry-After 1s)" in scene2 and "after 1.0" in scene2  # the wait it was told, and that it slept it
+    scene3 = text[text.index("== 3."):text.index("== 4.")].splitlines()
+    assert "call 1 of 2" in scene3[1] and any("call 2 of 2" in line for line in scene3)
+    opened = next(i for i, line in enumerate(scene3) if "breaker openai: closed -> open" in line)
+    assert "openai#1" in scene3[opened - 1] and "breaker=open" in scene3[opened - 1]  # after its cause
+    assert "opened after 3 consecutive failures" in scene3[opened]
+    assert "During the outage 5 calls were made and OpenAI received 3 requests" in text
+    assert "10 requests: the breaker kept 7 of them away" in text
+    scene7 = text[text.index("== 7."):text.index("== 8.")]
+    assert "starts the answer over" in scene7 and "result.tool_calls: get_weather" in scene7
+    assert "get_weather says: 21 °C, sunny" in scene7  # the next turn, on OpenAI, with Anthropic's tool-call id
+    assert "Next: `failover try" in text and "docs/telemetry.md" in text

@@ -31,19 +31,24 @@ class Attempt:
     backoff_s: float = 0.0  # slept before this attempt
     error_class: str | None = None  # taxonomy class: transient, silent, unusable, wrong_fit, rejected, caller
     breaker_state: str | None = None  # the provider's breaker right after this attempt's verdict
-    # Why a retry on this provider was refused although the retry policy allowed one: "budget" (the
-    # provider's retry budget was spent, see docs/fleet.md); the call failed over instead.
+    # Why a retry on this provider was refused although more attempts were allowed, so the call failed
+    # over instead: "budget" (the provider's retry budget was spent, see docs/fleet.md) or
+    # "retry_after" (the provider asked to wait longer than retry.max_retry_after).
     retry_refused: str | None = None
     # A hedge: started because the attempt before it was slow to send content. Outcome "hedged": it
     # lost the race to the other one and was cancelled (no breaker verdict, not a failure).
     hedge: bool = False
 
     def line(self) -> str:
-        """One human line: what the demo and the CLI print for each attempt."""
+        """One human line: what the demo and the CLI print for each attempt. It shows every number
+        behind a decision: the backoff slept before the attempt, the provider's Retry-After, and why
+        a retry was refused."""
         where = f"{self.provider}#{self.number}" if self.number else self.provider
         if self.hedge:
             where += " (hedge)"
         parts = [f"{where:<14}", f"{self.outcome:<7}"]
+        if self.backoff_s:
+            parts.append(f"after {self.backoff_s:.2f}s backoff,")
         if self.outcome == "ok":
             parts.append(f"first chunk {self.first_chunk_s:.3f}s" if self.first_chunk_s is not None else "")
         elif self.outcome == "skipped":
@@ -57,7 +62,11 @@ class Attempt:
             parts.append(reason)
             if self.message:
                 parts.append(f"- {self.message}")
-            if self.retry_refused:
+            if self.retry_after is not None:
+                parts.append(f"(Retry-After {self.retry_after:g}s)")
+            if self.retry_refused == "retry_after":
+                parts.append("(retry refused: Retry-After is over max_retry_after)")
+            elif self.retry_refused:
                 parts.append(f"(retry refused: {self.retry_refused})")
         parts.append(f"[{self.duration_s:.3f}s]")
         if self.breaker_state:

@@ -381,7 +381,8 @@ class Planner:
 
     def _retry(self, live: LiveAttempt, failure: Failure, now: float, state: str) -> tuple[float | None, str | None]:
         """The backoff before another attempt on the same provider (None: move on), and why a retry
-        the retry policy allowed was refused anyway ("budget": the provider's retry budget)."""
+        was refused although attempts were left ("budget": the provider's retry budget; "retry_after":
+        the provider asked to wait longer than max_retry_after)."""
         route = live.route
         if not (failure.retryable and route.retry.allows(self._made)) or \
                 (self.transcript.delivered and self._cut_mode == "raise"):
@@ -396,8 +397,10 @@ class Planner:
             if repeated:
                 return None, None
         delay = route.retry.backoff(self._made, failure.retry_after, self._rng)
+        if delay is None:  # the provider asked to wait longer than max_retry_after: the Attempt says so
+            return None, "retry_after"
         hard = self._start + route.config.timeouts.total
-        if delay is None or now + delay >= min(hard, self._deadline):
+        if now + delay >= min(hard, self._deadline):
             return None, None
         if route.budget is not None and not route.budget.try_retry(now):
             return None, "budget"

@@ -1,157 +1,157 @@
-"""The `failover` command: demo, check, stream, status."""
+"""The `failover` command: stream, check, status, demo, try, emulate.
+
+`failover --help` and `failover check` must answer in well under a second (benchmarks/startup.py
+measures both), so this module imports nothing heavy: each command's module is imported when that
+command runs, and imports the router, pydantic or the SDKs only if it needs them. A new command is
+one `add_*` function (its options; here or in a module that imports nothing heavy) and one line in
+`parser()` that calls it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
-from failover.errors import ConfigError, FailoverError
+from failover import __version__
 
-if TYPE_CHECKING:
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+# Exit statuses every command shares (docs/cli.md); each command returns its own 0 or 1.
+USAGE, INTERRUPTED = 2, 130  # an invalid config or option; Ctrl-C
 
-    from failover.config import TelemetrySettings
-
-
-def _check(args: argparse.Namespace) -> int:
-    from failover.config import describe, load_config
-    from failover.providers import check_params
-
-    config = load_config(args.config)
-    check_params(config)
-    print(describe(config))
-    from failover.cli.status import storage_problems
-
-    for problem in storage_problems(config):  # breaker.storage: redis://… without the redis extra
-        print(f"error: {problem}", file=sys.stderr)
-        return 1
-    unusable = [p.name for p in config.providers if not p.usable]
-    if len(unusable) == len(config.providers):
-        print("error: no provider has an API key: every call would fail", file=sys.stderr)
-        return 1
-    return 0
+Command = Callable[[argparse.Namespace], int]
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def _status(args: argparse.Namespace) -> int:
-    from failover.cli.status import status_report
-    from failover.config import load_config
+def _lazy(module: str, function: str = "run") -> Command:
+    """The command `function` of `failover.cli.<module>`, imported only when the command runs."""
 
-    text, code = status_report(load_config(args.config))
-    print(text)
-    return code
+    def run(args: argparse.Namespace) -> int:
+        import importlib
 
+        command: Command = getattr(importlib.import_module(f"failover.cli.{module}"), function)
+        return command(args)
 
-def _trace_capture(settings: TelemetrySettings) -> InMemorySpanExporter | None:
-    """`--trace`: an in-memory span exporter on the SDK tracer provider (installed here if needed)."""
-    try:
-        from opentelemetry import trace
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    except ImportError:
-        print("warning: --trace needs the OpenTelemetry SDK: pip install 'failover[telemetry]'", file=sys.stderr)
-        return None
-    from failover.telemetry.sdk import setup_telemetry
-
-    memory = InMemorySpanExporter()
-    processor = SimpleSpanProcessor(memory)
-    try:
-        installed = setup_telemetry(settings, processors=[processor])
-    except RuntimeError as e:  # the config's exporter is not installed
-        raise ConfigError(str(e), path="telemetry.exporter") from e
-    if not installed:
-        provider = trace.get_tracer_provider()
-        if not isinstance(provider, TracerProvider):
-            print("warning: --trace: another tracer provider is installed; no trace to show", file=sys.stderr)
-            return None
-        provider.add_span_processor(processor)
-    return memory
+    return run
 
 
-def _stream(args: argparse.Namespace) -> int:
-    from failover.config import load_config
-    from failover.router import Router
-
-    messages = []
-    if args.system:
-        messages.append({"role": "system", "content": args.system})
-    messages.append({"role": "user", "content": args.prompt})
-    memory: InMemorySpanExporter | None = None
-    try:
-        config = load_config(args.config)
-        if args.trace:
-            memory = _trace_capture(config.telemetry)
-        with Router(config) as router, router.stream(messages, max_tokens=args.max_tokens) as s:
-            for chunk in s:
-                sys.stdout.write(chunk.text)
-                sys.stdout.flush()
-            sys.stdout.write("\n")
-            for a in s.result.attempts:
-                print(a.line(), file=sys.stderr)
-    except ConfigError:
-        raise
-    except FailoverError as e:
-        print(f"\n{type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    finally:
-        if memory is not None:
-            from failover.cli.trace import format_trace
-            from failover.telemetry.sdk import flush_telemetry
-
-            flush_telemetry()
-            print(format_trace(memory.get_finished_spans()), file=sys.stderr)
-    return 0
+def _fault_help(what: str) -> str:
+    return (f"NAME=SPEC: the fault script of {what} NAME, e.g. openai=503x2 or \"openai=down:10s\" or "
+            "anthropic=stall:after=5 (repeatable; the grammar is in docs/emulator.md, \"Fault specs\")")
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from failover.cli.demo import run_demo
+def add_stream(sub: Subparsers) -> None:
+    p = sub.add_parser("stream", help="stream one answer through the chain of a config file")
+    p.add_argument("prompt")
+    p.add_argument("--config", default="config.yaml")
+    p.add_argument("--system", default=None, help="a system message")
+    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--trace", action="store_true",
+                   help="print the call's trace (call span, one line per attempt) to stderr after the answer")
+    p.set_defaults(run=_lazy("stream"))
 
-    try:
-        run_demo(chunk_delay=args.chunk_delay, reset_timeout=args.reset_timeout, otlp=args.otlp)
-    except (ValueError, RuntimeError) as e:  # a bad --otlp endpoint, or the exporter not installed
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+def add_check(sub: Subparsers) -> None:
+    p = sub.add_parser("check", help="validate a config file and print the resolved chain (keys masked)")
+    p.add_argument("config", nargs="?", default="config.yaml")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 on warnings too: a provider without its API key, an unreachable Redis storage")
+    p.set_defaults(run=_lazy("check"))
+
+
+def add_status(sub: Subparsers) -> None:
+    p = sub.add_parser("status", help="each provider's breaker: state, failures, next probe (from Redis)")
+    p.add_argument("config", nargs="?", default="config.yaml")
+    p.set_defaults(run=_lazy("status"))
+
+
+def add_demo(sub: Subparsers) -> None:
+    p = sub.add_parser("demo", help="the failover story, live, against built-in emulated providers (no keys)")
+    p.add_argument("--chunk-delay", type=float, default=0.03, help="seconds between emulated chunks")
+    p.add_argument("--reset-timeout", type=float, default=3.0, help="breaker reset_timeout in the demo")
+    p.add_argument("--otlp", nargs="?", const="", default=None, metavar="ENDPOINT",
+                   help="export the demo's traces over OTLP/gRPC (default endpoint: $OTEL_EXPORTER_OTLP_ENDPOINT, "
+                        "else http://localhost:4317; see docs/telemetry.md for Jaeger)")
+    p.set_defaults(run=_lazy("demo", "main"))
+
+
+def add_try(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "try", help="your config's chain against local emulated providers with the faults you choose (no keys)",
+        description="Runs calls through the router with your config's settings, each provider replaced by a "
+                    "local emulator of its type (base_url and api_key are the emulator's, breaker storage is "
+                    "memory), and prints every attempt and breaker change as it happens.")
+    p.add_argument("prompt", nargs="?", default="Why do circuit breakers help?")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME=SPEC", help=_fault_help("the provider"))
+    p.add_argument("--config", default=None,
+                   help="the config whose chain and settings to use (default: ./config.yaml if there is one, "
+                        "else openai then anthropic with the built-in defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a setting, e.g. defaults.timeouts.idle=2 or providers.openai.retry.max_attempts=1 "
+                        "(VALUE is YAML; repeatable)")
+    p.add_argument("--calls", type=int, default=1, help="how many calls to make, one after the other (default 1)")
+    p.add_argument("--tools", action="store_true", help="offer a get_weather tool: the emulators answer with a call")
+    p.add_argument("--chunk-delay", type=float, default=0.02, help="seconds between emulated chunks")
+    p.add_argument("--trace", action="store_true", help="print each call's trace tree at the end")
+    p.set_defaults(run=_lazy("sandbox"))
+
+
+def add_emulate(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "emulate", help="serve emulated OpenAI and Anthropic APIs with faults, and print a config for them",
+        description="Starts a local OpenAI emulator and a local Anthropic emulator (any API key works), prints a "
+                    "failover config pointing at both (stdout, or --config-out FILE), and serves until Ctrl-C. "
+                    "Every option of `python -m failover.emulator` is accepted too: --config-out FILE, "
+                    "--chunk-delay S, --answer TEXT, --chaos RATE, --chaos-faults SPEC, --seed N, --openai-port N, "
+                    "--anthropic-port N, --continuation smart|naive, --reject-prefill (docs/emulator.md).")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME=SPEC", help=_fault_help("the emulator"))
+    p.set_defaults(run=_lazy("emulate"), passthrough=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    return _build()[0]
+
+
+def command_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Each command's own parser, by name (what `failover COMMAND --help` prints)."""
+    return dict(_build()[1].choices)
+
+
+def _build() -> tuple[argparse.ArgumentParser, Subparsers]:
+    """The command line: one `add_*` line per command."""
+    top = argparse.ArgumentParser(prog="failover", description=__doc__.split("\n")[0])
+    top.add_argument("--version", action="version", version=f"failover {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_stream(sub)
+    add_check(sub)
+    add_status(sub)
+    add_demo(sub)
+    add_try(sub)
+    add_emulate(sub)
+    return top, sub
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="failover", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    top = parser()
+    args, rest = top.parse_known_args(argv)
+    if rest and not getattr(args, "passthrough", False):
+        top.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
+    return _run(args.run, args)
 
-    demo = sub.add_parser("demo", help="a live failover against built-in emulated providers (no keys)")
-    demo.add_argument("--chunk-delay", type=float, default=0.03, help="seconds between emulated chunks")
-    demo.add_argument("--reset-timeout", type=float, default=3.0, help="breaker reset_timeout in the demo")
-    demo.add_argument("--otlp", nargs="?", const="", default=None, metavar="ENDPOINT",
-                      help="export the demo's traces over OTLP/gRPC (default endpoint: $OTEL_EXPORTER_OTLP_ENDPOINT, "
-                           "else http://localhost:4317; see docs/telemetry.md for Jaeger)")
-    demo.set_defaults(run=_demo)
 
-    check = sub.add_parser("check", help="validate a config file and print the resolved chain")
-    check.add_argument("config", nargs="?", default="config.yaml")
-    check.set_defaults(run=_check)
+def _run(command: Command, args: argparse.Namespace) -> int:
+    """Every command: a config error names the file, key path and line (exit 2); Ctrl-C is one line (130)."""
+    from failover.errors import ConfigError
 
-    status = sub.add_parser("status", help="each provider's breaker: state, failures, next probe (from Redis)")
-    status.add_argument("config", nargs="?", default="config.yaml")
-    status.set_defaults(run=_status)
-
-    stream = sub.add_parser("stream", help="stream one answer through the chain of a config file")
-    stream.add_argument("prompt")
-    stream.add_argument("--config", default="config.yaml")
-    stream.add_argument("--system", default=None, help="a system message")
-    stream.add_argument("--max-tokens", type=int, default=None)
-    stream.add_argument("--trace", action="store_true",
-                        help="print the call's trace (call span, one line per attempt) to stderr after the answer")
-    stream.set_defaults(run=_stream)
-
-    args = parser.parse_args(argv)
     try:
-        code: int = args.run(args)
-    except ConfigError as e:  # every command: the file, key path and line, and exit status 2
+        return command(args)
+    except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    return code
+        return USAGE
+    except KeyboardInterrupt:
+        print("failover: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from failover.config import Config, ProviderConfig
+import argparse
+
+from failover.config import Config, ProviderConfig, load_config
 from failover.policies.hedge import FirstChunks, hedge_delay
 from failover.policies.redis_store import (
     REDIS_MISSING,
@@ -25,6 +27,28 @@ def storage_problems(config: Config) -> list[str]:
     if any(p.breaker.storage != "memory" for p in config.providers) and not redis_available():
         return [REDIS_MISSING]
     return []
+
+
+def unreachable_storages(config: Config) -> list[str]:
+    """One line per Redis storage that does not answer a PING (each tried once, with the breaker's
+    own short socket timeouts): the router would work, but each process with its own breakers."""
+    lines: list[str] = []
+    for url in dict.fromkeys(p.breaker.storage for p in config.providers if p.breaker.storage != "memory"):
+        link = RedisLink(url)
+        try:
+            link.client.ping()
+        except link.errors as e:
+            lines.append(f"breaker storage {mask_url(url)} is unreachable ({type(e).__name__}: {e}): every process "
+                         "would use its own in-memory breakers until it answers (docs/fleet.md)")
+        finally:
+            link.close()
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    text, code = status_report(load_config(args.config))
+    print(text)
+    return code
 
 
 def _probe(snap: SharedSnapshot) -> str:

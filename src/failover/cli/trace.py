@@ -1,13 +1,16 @@
-"""The compact trace tree `failover stream --trace` prints: each call span, then one line per attempt
-(and skipped provider) with its key attributes and status, in start order."""
+"""The compact trace tree `failover stream --trace` and `failover try --trace` print: each call span,
+then one line per attempt (and skipped provider) with its key attributes and status, in start order;
+and `capture`, the in-memory exporter that collects the spans for it."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import StatusCode
 
+from failover.errors import ConfigError
 from failover.telemetry.semconv import (
     CALL_SPAN,
     ERROR_TYPE,
@@ -34,6 +37,9 @@ from failover.telemetry.semconv import (
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from failover.config import TelemetrySettings
 
 def _fmt_attr(value: Any) -> str:
     if isinstance(value, float):
@@ -118,3 +124,30 @@ def _attempt_line(span: ReadableSpan) -> str:
     parts.append(_why(span))
     return "  ".join(p for p in parts if p)
 
+
+
+def capture(settings: TelemetrySettings) -> InMemorySpanExporter | None:
+    """`--trace`: an in-memory span exporter on the SDK tracer provider (installed here if needed)."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    except ImportError:
+        print("warning: --trace needs the OpenTelemetry SDK: pip install 'failover[telemetry]'", file=sys.stderr)
+        return None
+    from failover.telemetry.sdk import setup_telemetry
+
+    memory = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(memory)
+    try:
+        installed = setup_telemetry(settings, processors=[processor])
+    except RuntimeError as e:  # the config's exporter is not installed
+        raise ConfigError(str(e), path="telemetry.exporter") from e
+    if not installed:
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            print("warning: --trace: another tracer provider is installed; no trace to show", file=sys.stderr)
+            return None
+        provider.add_span_processor(processor)
+    return memory
