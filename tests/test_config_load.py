@@ -102,8 +102,8 @@ def test_builtin_defaults_match_the_contract() -> None:
         "max_retry_after": 10.0,
         "budget": {"ratio": 0.2, "min_retries": 3, "window": 10.0},
     }
-    assert BreakerSettings().model_dump() == {"fail_max": 5, "failure_rate": 0.9,
-                                              "reset_timeout": 15.0, "storage": "memory", "namespace": None}
+    assert BreakerSettings().model_dump() == {"fail_max": 5, "failure_rate": 0.9, "reset_timeout": 15.0,
+                                              "probe": "background", "storage": "memory", "namespace": None}
     assert TimeoutSettings().model_dump() == {
         "connect": 5.0,
         "first_token": 10.0,
